@@ -1,0 +1,737 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * The resource store: Kubernetes-shaped objects as immutable, ref-counted
+ * JSON, fed by source modules and delivered to subscribers by kind.
+ *
+ *   store_watch  -> ADDED x existing -> SYNCED (once all sources synced) -> deltas
+ *
+ * Deliveries are queued and run from a libevent callback, never inside the
+ * call that caused them, so a callback may itself put, watch or unwatch.
+ * Subscribers are served in module start order: a module sees an event after
+ * the modules it depends on.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "core.h"
+
+
+struct axn_obj {
+	int refcnt;
+	json_t *doc;
+	char *key; /* "<ns>/<name>" */
+	char *group; /* apiVersion's group ("" for core kinds) */
+	struct module *source;
+	struct axn_obj *hnext; /* hash chain */
+};
+
+struct sub {
+	struct axn_handle h;
+	struct kind_table *kt;
+	char *group; /* NULL = any group */
+	axn_store_cb cb;
+	void *arg;
+	bool synced_sent;
+	TAILQ_ENTRY(sub) link;
+};
+
+struct kind_table {
+	char *kind;
+	struct axn_obj **buckets;
+	size_t nbuckets, count;
+	TAILQ_HEAD(, sub) subs;
+	struct kind_table *next;
+};
+
+struct pending {
+	struct sub *sub;
+	uint32_t ev;
+	struct axn_obj *obj;
+	TAILQ_ENTRY(pending) link;
+};
+
+struct source_err {
+	char *source, *where, *msg;
+	struct source_err *next;
+};
+
+struct source {
+	struct module *mod;
+	struct axn_source_ops ops;
+	void *arg;
+	bool synced;
+	struct source *next;
+};
+
+struct store {
+	struct agent *agent;
+	struct kind_table *kinds;
+	struct source *sources;
+	struct source_err *errors;
+	TAILQ_HEAD(, pending) queue;
+	struct event *dispatch_ev;
+	bool synced;
+	bool start_done;
+};
+
+static struct store *S; /* one store per agent process; host callbacks reach it here */
+
+static uint64_t fnv1a(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static struct kind_table *kind_get(const char *kind, bool create)
+{
+	struct kind_table *kt;
+
+	for (kt = S->kinds; kt; kt = kt->next)
+		if (!strcmp(kt->kind, kind))
+			return kt;
+	if (!create)
+		return NULL;
+	kt = calloc(1, sizeof(*kt));
+	if (!kt || !(kt->kind = strdup(kind))) {
+		free(kt);
+		return NULL;
+	}
+	kt->nbuckets = 64;
+	kt->buckets = calloc(kt->nbuckets, sizeof(*kt->buckets));
+	if (!kt->buckets) {
+		free(kt->kind);
+		free(kt);
+		return NULL;
+	}
+	TAILQ_INIT(&kt->subs);
+	kt->next = S->kinds;
+	S->kinds = kt;
+	return kt;
+}
+
+static struct axn_obj **slot(struct kind_table *kt, const char *key)
+{
+	struct axn_obj **p = &kt->buckets[fnv1a(key) & (kt->nbuckets - 1)];
+
+	while (*p && strcmp((*p)->key, key))
+		p = &(*p)->hnext;
+	return p;
+}
+
+static void grow(struct kind_table *kt)
+{
+	size_t n = kt->nbuckets * 2;
+	struct axn_obj **b = calloc(n, sizeof(*b));
+
+	if (!b)
+		return; /* keep the longer chains */
+	for (size_t i = 0; i < kt->nbuckets; i++)
+		for (struct axn_obj *o = kt->buckets[i], *next; o; o = next) {
+			size_t k = fnv1a(o->key) & (n - 1);
+
+			next = o->hnext;
+			o->hnext = b[k];
+			b[k] = o;
+		}
+	free(kt->buckets);
+	kt->buckets = b;
+	kt->nbuckets = n;
+}
+
+static struct axn_obj *obj_ref(struct axn_obj *o)
+{
+	if (o)
+		o->refcnt++;
+	return o;
+}
+
+static struct axn_obj *obj_unref(struct axn_obj *o)
+{
+	if (o && --o->refcnt == 0) {
+		json_decref(o->doc);
+		free(o->key);
+		free(o->group);
+		free(o);
+	}
+	return NULL;
+}
+
+static const json_t *obj_json(const struct axn_obj *o)
+{
+	return o ? o->doc : NULL;
+}
+
+static bool sub_wants(const struct sub *s, const struct axn_obj *o)
+{
+	return !s->group || !strcmp(s->group, o->group);
+}
+
+static void enqueue(struct sub *s, uint32_t ev, struct axn_obj *o)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+
+	if (!p) {
+		log_err("store: out of memory queueing an event for %s", s->h.owner->name);
+		return;
+	}
+	p->sub = s;
+	p->ev = ev;
+	p->obj = obj_ref(o);
+	TAILQ_INSERT_TAIL(&S->queue, p, link);
+	event_active(S->dispatch_ev, EV_WRITE, 0);
+}
+
+static void notify(struct kind_table *kt, uint32_t ev, struct axn_obj *o)
+{
+	struct sub *s;
+
+	TAILQ_FOREACH(s, &kt->subs, link)
+		if (sub_wants(s, o))
+			enqueue(s, ev, o);
+}
+
+static void dispatch(evutil_socket_t fd, short what, void *arg)
+{
+	struct pending *p;
+
+	/* Only what is queued now: callbacks may queue more, served next round. */
+	TAILQ_HEAD(, pending) batch = TAILQ_HEAD_INITIALIZER(batch);
+	TAILQ_CONCAT(&batch, &S->queue, link);
+	while ((p = TAILQ_FIRST(&batch))) {
+		TAILQ_REMOVE(&batch, p, link);
+		if (p->sub)
+			p->sub->cb(&p->sub->h.owner->pub, p->ev, p->obj, p->sub->arg);
+		obj_unref(p->obj);
+		free(p);
+	}
+}
+
+static void send_synced(void)
+{
+	for (struct kind_table *kt = S->kinds; kt; kt = kt->next) {
+		struct sub *s;
+
+		TAILQ_FOREACH(s, &kt->subs, link)
+			if (!s->synced_sent) {
+				s->synced_sent = true;
+				enqueue(s, AXN_EV_SYNCED, NULL);
+			}
+	}
+}
+
+static void check_synced(void)
+{
+	if (S->synced || !S->start_done)
+		return;
+	for (struct source *src = S->sources; src; src = src->next)
+		if (!src->synced && src->mod->state == MOD_UP)
+			return;
+	S->synced = true;
+	log_debug("store: all sources synced");
+	send_synced();
+	agent_synced(S->agent);
+}
+
+/* Called by the host once every module has been started. */
+void store_start_done(void)
+{
+	S->start_done = true;
+	check_synced();
+}
+
+bool store_synced(void)
+{
+	return S->synced;
+}
+
+static void sub_destroy(struct axn_handle *h)
+{
+	struct sub *s = (struct sub *)h;
+	struct pending *p;
+
+	TAILQ_REMOVE(&s->kt->subs, s, link);
+	TAILQ_FOREACH(p, &S->queue, link)
+		if (p->sub == s)
+			p->sub = NULL;
+	free(s->group);
+}
+
+static int split_kind(const char *spec, char **ret_group, const char **ret_kind)
+{
+	const char *slash = strrchr(spec, '/');
+	char *g = NULL;
+
+	if (slash) {
+		/* "group/Kind" or "group/version/Kind": keep the group only. */
+		const char *first = strchr(spec, '/');
+
+		g = strndup(spec, (size_t)(first - spec));
+		if (!g)
+			return -ENOMEM;
+		*ret_kind = slash + 1;
+	} else {
+		*ret_kind = spec;
+	}
+	if (!**ret_kind) {
+		free(g);
+		return -EINVAL;
+	}
+	*ret_group = g;
+	return 0;
+}
+
+static int h_store_watch(struct axn_mod *self, const char *kind, axn_store_cb cb, void *arg,
+			 struct axn_handle **ret_h)
+{
+	struct module *m = (struct module *)self;
+	struct kind_table *kt;
+	const char *k;
+	char *group = NULL;
+	struct sub *s, *it;
+	int r;
+
+	if (!kind || !cb)
+		return -EINVAL;
+	r = split_kind(kind, &group, &k);
+	if (r < 0)
+		return r;
+	kt = kind_get(k, true);
+	s = kt ? (struct sub *)handle_new(m, H_SUB, sizeof(*s), sub_destroy, "subscription %s",
+					  kind)
+	       : NULL;
+	if (!s) {
+		free(group);
+		return -ENOMEM;
+	}
+	s->kt = kt;
+	s->group = group;
+	s->cb = cb;
+	s->arg = arg;
+	/* Keep subscribers in module start order. */
+	TAILQ_FOREACH(it, &kt->subs, link)
+		if (it->h.owner->order > m->order)
+			break;
+	if (it)
+		TAILQ_INSERT_BEFORE(it, s, link);
+	else
+		TAILQ_INSERT_TAIL(&kt->subs, s, link);
+	for (size_t i = 0; i < kt->nbuckets; i++)
+		for (struct axn_obj *o = kt->buckets[i]; o; o = o->hnext)
+			if (sub_wants(s, o))
+				enqueue(s, AXN_EV_ADDED, o);
+	if (S->synced) {
+		s->synced_sent = true;
+		enqueue(s, AXN_EV_SYNCED, NULL);
+	}
+	if (ret_h)
+		*ret_h = &s->h;
+	return 0;
+}
+
+static int make_key(const char *ns, const char *name, char **ret)
+{
+	if (asprintf(ret, "%s/%s", ns ? ns : "", name) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+static int h_store_get(struct axn_mod *self, const char *kind, const char *ns, const char *name,
+		       struct axn_obj **ret_obj)
+{
+	struct kind_table *kt;
+	struct axn_obj *o;
+	char *key;
+
+	if (!kind || !name || !ret_obj)
+		return -EINVAL;
+	kt = kind_get(kind, false);
+	if (!kt)
+		return -ENOENT;
+	if (make_key(ns, name, &key) < 0)
+		return -ENOMEM;
+	o = *slot(kt, key);
+	free(key);
+	if (!o)
+		return -ENOENT;
+	*ret_obj = obj_ref(o);
+	return 0;
+}
+
+static struct source *source_of(const struct module *m)
+{
+	for (struct source *s = S->sources; s; s = s->next)
+		if (s->mod == m)
+			return s;
+	return NULL;
+}
+
+static int h_store_set_status(struct axn_mod *self, const struct axn_obj *obj, const json_t *status)
+{
+	struct source *src;
+
+	if (!obj || !status)
+		return -EINVAL;
+	src = source_of(obj->source);
+	if (!src || !src->ops.write_status)
+		return -EOPNOTSUPP;
+	return src->ops.write_status(&src->mod->pub, obj, status, src->arg);
+}
+
+static int h_source_register(struct axn_mod *self, const char *name,
+			     const struct axn_source_ops *ops, void *arg)
+{
+	struct module *m = (struct module *)self;
+	struct source *src;
+
+	if (source_of(m))
+		return -EEXIST;
+	src = calloc(1, sizeof(*src));
+	if (!src)
+		return -ENOMEM;
+	src->mod = m;
+	if (ops)
+		memcpy(&src->ops, ops, ops->size < sizeof(src->ops) ? ops->size : sizeof(src->ops));
+	src->arg = arg;
+	src->next = S->sources;
+	S->sources = src;
+	m->source = true;
+	return 0;
+}
+
+static int h_source_put(struct axn_mod *self, json_t *doc)
+{
+	struct module *m = (struct module *)self;
+	const char *kind, *name, *ns, *api;
+	struct kind_table *kt;
+	struct axn_obj **pp, *o, *old;
+	const json_t *meta;
+	int r = -EINVAL;
+
+	if (!doc)
+		return -EINVAL;
+	if (!source_of(m)) {
+		r = -EPERM;
+		goto err;
+	}
+	meta = json_object_get(doc, "metadata");
+	kind = json_string_value(json_object_get(doc, "kind"));
+	api = json_string_value(json_object_get(doc, "apiVersion"));
+	name = json_string_value(json_object_get(meta, "name"));
+	ns = json_string_value(json_object_get(meta, "namespace"));
+	if (!kind || !*kind || !api || !name || !*name)
+		goto err;
+	kt = kind_get(kind, true);
+	o = calloc(1, sizeof(*o));
+	if (!kt || !o || make_key(ns, name, &o->key) < 0) {
+		free(o);
+		r = -ENOMEM;
+		goto err;
+	}
+	o->group = strchr(api, '/') ? strndup(api, (size_t)(strchr(api, '/') - api)) : strdup("");
+	o->refcnt = 1;
+	o->doc = doc;
+	o->source = m;
+	pp = slot(kt, o->key);
+	old = *pp;
+	if (old && old->source != m) {
+		log_msg(m->name, AXN_LOG_WARN, "%s %s is already provided by source %s; ignored",
+			kind, o->key, old->source->name);
+		o->doc = NULL;
+		obj_unref(o);
+		r = -EEXIST;
+		goto err;
+	}
+	if (old && json_equal(old->doc, doc)) {
+		obj_unref(o); /* unchanged: no event (drops doc) */
+		return 0;
+	}
+	if (old) {
+		o->hnext = old->hnext;
+		*pp = o;
+		notify(kt, AXN_EV_MODIFIED, o);
+		obj_unref(old);
+	} else {
+		*pp = o;
+		kt->count++;
+		if (kt->count > kt->nbuckets)
+			grow(kt);
+		notify(kt, AXN_EV_ADDED, o);
+	}
+	return 0;
+err:
+	json_decref(doc);
+	return r;
+}
+
+static int h_source_delete(struct axn_mod *self, const char *kind, const char *ns, const char *name)
+{
+	struct kind_table *kt;
+	struct axn_obj **pp, *o;
+	char *key;
+
+	if (!kind || !name)
+		return -EINVAL;
+	kt = kind_get(kind, false);
+	if (!kt)
+		return -ENOENT;
+	if (make_key(ns, name, &key) < 0)
+		return -ENOMEM;
+	pp = slot(kt, key);
+	free(key);
+	o = *pp;
+	if (!o)
+		return -ENOENT;
+	if (o->source != (struct module *)self)
+		return -EPERM;
+	*pp = o->hnext;
+	o->hnext = NULL;
+	kt->count--;
+	notify(kt, AXN_EV_DELETED, o);
+	obj_unref(o);
+	return 0;
+}
+
+static int h_source_synced(struct axn_mod *self)
+{
+	struct source *src = source_of((struct module *)self);
+
+	if (!src)
+		return -EPERM;
+	src->synced = true;
+	check_synced();
+	return 0;
+}
+
+static int h_source_error(struct axn_mod *self, const char *where, const char *msg)
+{
+	struct module *m = (struct module *)self;
+	struct source_err **pp, *e;
+
+	if (!where)
+		return -EINVAL;
+	for (pp = &S->errors; *pp; pp = &(*pp)->next)
+		if (!strcmp((*pp)->source, m->name) && !strcmp((*pp)->where, where))
+			break;
+	e = *pp;
+	if (!msg) {
+		if (e) {
+			*pp = e->next;
+			free(e->source);
+			free(e->where);
+			free(e->msg);
+			free(e);
+		}
+		return 0;
+	}
+	if (!e) {
+		e = calloc(1, sizeof(*e));
+		if (!e || !(e->source = strdup(m->name)) || !(e->where = strdup(where))) {
+			if (e)
+				free(e->source);
+			free(e);
+			return -ENOMEM;
+		}
+		*pp = e;
+	}
+	free(e->msg);
+	e->msg = strdup(msg);
+	return e->msg ? 0 : -ENOMEM;
+}
+
+static int h_selector_match(struct axn_mod *self, const json_t *sel, const json_t *labels)
+{
+	return selector_match_json(sel, labels);
+}
+
+/* Drop everything a stopped source owned (its objects are no longer backed). */
+void store_source_gone(struct module *m)
+{
+	struct source **pp;
+
+	for (struct kind_table *kt = S->kinds; kt; kt = kt->next)
+		for (size_t i = 0; i < kt->nbuckets; i++)
+			for (struct axn_obj **p = &kt->buckets[i]; *p;) {
+				struct axn_obj *o = *p;
+
+				if (o->source != m) {
+					p = &o->hnext;
+					continue;
+				}
+				*p = o->hnext;
+				kt->count--;
+				notify(kt, AXN_EV_DELETED, o);
+				obj_unref(o);
+			}
+	for (pp = &S->sources; *pp; pp = &(*pp)->next)
+		if ((*pp)->mod == m) {
+			struct source *s = *pp;
+
+			*pp = s->next;
+			free(s);
+			break;
+		}
+	for (struct source_err **e = &S->errors; *e;) {
+		struct source_err *x = *e;
+
+		if (strcmp(x->source, m->name)) {
+			e = &x->next;
+			continue;
+		}
+		*e = x->next;
+		free(x->source);
+		free(x->where);
+		free(x->msg);
+		free(x);
+	}
+	m->source = false;
+}
+
+static json_t *errors_json(void)
+{
+	json_t *a = json_array();
+
+	for (struct source_err *e = S->errors; e; e = e->next)
+		json_array_append_new(a, json_pack("{s:s, s:s, s:s}", "source", e->source, "where",
+						   e->where, "message", e->msg));
+	return a;
+}
+
+static int cmp_obj(const void *a, const void *b)
+{
+	return strcmp((*(struct axn_obj *const *)a)->key, (*(struct axn_obj *const *)b)->key);
+}
+
+/* API "resources": kinds and counts, or the objects of one kind. */
+int store_api_resources(const json_t *args, json_t **ret, char **ret_err)
+{
+	const char *kind = json_string_value(json_object_get(args, "kind"));
+	const char *name = json_string_value(json_object_get(args, "name"));
+	const char *ns = json_string_value(json_object_get(args, "namespace"));
+	struct kind_table *kt;
+	struct axn_obj **all;
+	json_t *items;
+	size_t n = 0;
+
+	if (!kind) {
+		json_t *kinds = json_array();
+
+		for (kt = S->kinds; kt; kt = kt->next)
+			if (kt->count)
+				json_array_append_new(kinds, json_pack("{s:s, s:I}", "kind", kt->kind,
+								       "count",
+								       (json_int_t)kt->count));
+		*ret = json_pack("{s:o, s:o}", "kinds", kinds, "errors", errors_json());
+		return 0;
+	}
+	kt = kind_get(kind, false);
+	items = json_array();
+	all = kt ? calloc(kt->count + 1, sizeof(*all)) : NULL;
+	if (kt && !all) {
+		json_decref(items);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; kt && i < kt->nbuckets; i++)
+		for (struct axn_obj *o = kt->buckets[i]; o; o = o->hnext) {
+			const json_t *meta = json_object_get(o->doc, "metadata");
+			const char *ons = json_string_value(json_object_get(meta, "namespace"));
+
+			if (name && strcmp(name, json_string_value(json_object_get(meta, "name"))))
+				continue;
+			if (ns && (!ons || strcmp(ns, ons)))
+				continue;
+			all[n++] = o;
+		}
+	qsort(all, n, sizeof(*all), cmp_obj);
+	for (size_t i = 0; i < n; i++)
+		json_array_append(items, all[i]->doc);
+	free(all);
+	if (name && !n) {
+		json_decref(items);
+		if (asprintf(ret_err, "%s %s%s%s not found", kind, ns ? ns : "", ns ? "/" : "",
+			     name) < 0)
+			*ret_err = NULL;
+		return -ENOENT;
+	}
+	*ret = json_pack("{s:o, s:o}", "items", items, "errors", errors_json());
+	return 0;
+}
+
+int store_init(struct agent *a)
+{
+	S = calloc(1, sizeof(*S));
+	if (!S)
+		return -ENOMEM;
+	S->agent = a;
+	TAILQ_INIT(&S->queue);
+	S->dispatch_ev = event_new(a->base, -1, 0, dispatch, NULL);
+	if (!S->dispatch_ev) {
+		free(S);
+		S = NULL;
+		return -ENOMEM;
+	}
+	a->store = S;
+	return 0;
+}
+
+void store_fini(struct agent *a)
+{
+	struct pending *p;
+
+	if (!S)
+		return;
+	while ((p = TAILQ_FIRST(&S->queue))) {
+		TAILQ_REMOVE(&S->queue, p, link);
+		obj_unref(p->obj);
+		free(p);
+	}
+	for (struct kind_table *kt = S->kinds, *next; kt; kt = next) {
+		next = kt->next;
+		for (size_t i = 0; i < kt->nbuckets; i++)
+			for (struct axn_obj *o = kt->buckets[i], *n2; o; o = n2) {
+				n2 = o->hnext;
+				obj_unref(o);
+			}
+		free(kt->buckets);
+		free(kt->kind);
+		free(kt);
+	}
+	for (struct source *s = S->sources, *next; s; s = next) {
+		next = s->next;
+		free(s);
+	}
+	for (struct source_err *e = S->errors, *next; e; e = next) {
+		next = e->next;
+		free(e->source);
+		free(e->where);
+		free(e->msg);
+		free(e);
+	}
+	event_free(S->dispatch_ev);
+	free(S);
+	S = NULL;
+	a->store = NULL;
+}
+
+/* The store's part of the host table, filled in host.c. */
+void store_fill_host(struct axn_host *h)
+{
+	h->store_watch = h_store_watch;
+	h->store_get = h_store_get;
+	h->store_set_status = h_store_set_status;
+	h->source_register = h_source_register;
+	h->source_put = h_source_put;
+	h->source_delete = h_source_delete;
+	h->source_synced = h_source_synced;
+	h->source_error = h_source_error;
+	h->obj_ref = obj_ref;
+	h->obj_unref = obj_unref;
+	h->obj_json = obj_json;
+	h->selector_match = h_selector_match;
+}
