@@ -131,8 +131,14 @@ static int parse_modules(config_setting_t *list, const char *path, struct parsed
 			if (!strcmp(pc->mods[j].name, name))
 				return fail(ret_err, path, config_setting_source_line(e),
 					    "modules: '%s' listed twice", name);
-		if (!enabled)
+		if (!enabled) {
+			/* Its group may stay in the file; it is validated once enabled. */
+			pc->disabled = realloc(pc->disabled, (pc->n_disabled + 1) * sizeof(char *));
+			if (!pc->disabled || !(pc->disabled[pc->n_disabled] = strdup(name)))
+				return -ENOMEM;
+			pc->n_disabled++;
 			continue;
+		}
 		pc->mods[pc->n_mods].name = strdup(name);
 		if (!pc->mods[pc->n_mods].name)
 			return -ENOMEM;
@@ -177,6 +183,8 @@ int conf_parse(const char *path, struct parsed_conf **ret_pc, char **ret_err)
 
 		for (size_t j = 0; !known && j < pc->n_mods; j++)
 			known = !strcmp(pc->mods[j].name, k);
+		for (size_t j = 0; !known && j < pc->n_disabled; j++)
+			known = !strcmp(pc->disabled[j], k);
 		if (!known) {
 			r = fail(ret_err, path, config_setting_source_line(s),
 				 "'%s' is neither an agent setting nor an enabled module", k);
@@ -202,6 +210,9 @@ void conf_free(struct parsed_conf *pc)
 	for (size_t i = 0; i < pc->n_mods; i++)
 		free(pc->mods[i].name);
 	free(pc->mods);
+	for (size_t i = 0; i < pc->n_disabled; i++)
+		free(pc->disabled[i]);
+	free(pc->disabled);
 	config_destroy(&pc->cfg);
 	free(pc);
 }

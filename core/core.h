@@ -145,6 +145,8 @@ struct parsed_conf {
 	struct agent_conf agent;
 	struct conf_module *mods;
 	size_t n_mods;
+	char **disabled; /* listed with enabled = false */
+	size_t n_disabled;
 };
 int conf_parse(const char *path, struct parsed_conf **ret_pc, char **ret_err);
 void conf_free(struct parsed_conf *pc);

@@ -146,7 +146,7 @@ static void test_missing_file(void **state)
 static void test_disabled_module_and_equal(void **state)
 {
 	char *path = write_conf("modules = ( \"a\", { name = \"b\"; enabled = false; },"
-				" { name = \"c\"; required = true; } );\n");
+				" { name = \"c\"; required = true; } );\nb: { anything = 1; };\n");
 	struct parsed_conf *pc = NULL;
 	char *err = NULL;
 	struct opts *x = NULL, *y = NULL;
