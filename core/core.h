@@ -204,6 +204,13 @@ int hooks_attach(struct module *m, const struct axn_hook_spec *spec, int prog_fd
 		 struct axn_handle **ret_h);
 int hooks_detach(struct module *m, struct axn_handle *h);
 void hooks_prune(struct agent *a);
+/*
+ * A module is restarted or removed while the agent runs: its programs stay
+ * attached until it re-attaches them; whatever it does not re-attach by the
+ * end of its start (or, if removed, at once) is dropped.
+ */
+void hooks_module_restarting(struct agent *a, const char *module);
+void hooks_prune_module(struct agent *a, const char *module);
 json_t *hooks_list(struct agent *a);
 int hooks_purge(struct agent *a);
 

@@ -42,7 +42,8 @@
  * and the ordered entries (module, name, band, prio, prog_id). A restarted
  * agent loads it, lets modules re-attach (same module + name replaces), and
  * hooks_prune() then drops what no module claimed. `--purge` reads it to
- * remove everything we attached.
+ * remove everything we attached. Without a usable hooks.json the roots of
+ * an earlier run are removed at start (see sweep_orphans()).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -83,8 +84,8 @@ struct hook_entry {
 	uint32_t band;
 	int32_t prio;
 	uint32_t prog_id;
-	int prog_fd;          /* our own reference, -1 if the program is gone */
-	bool seen;            /* attached (or re-attached) in this run */
+	int prog_fd;	       /* our own reference, -1 if the program is gone */
+	bool seen;	       /* attached (or re-attached) in this run */
 	struct hook_handle *h; /* the module's handle; NULL once freed */
 };
 
@@ -97,11 +98,11 @@ struct hook_point {
 	char *cgroup;
 	uint32_t attach_type;
 	uint32_t hook_id; /* tc/XDP: window in the chain map */
-	uint32_t bank;    /* active bank */
+	uint32_t bank;	  /* active bank */
 	bool created_qdisc;
 	bool root_ready; /* root loaded and attached in this run */
 	uint32_t root_prog_id;
-	uint32_t xdp_mode; /* XDP_FLAGS_DRV_MODE or XDP_FLAGS_SKB_MODE */
+	uint32_t xdp_mode;	  /* XDP_FLAGS_DRV_MODE or XDP_FLAGS_SKB_MODE */
 	struct hook_entry **ents; /* chain order (tc/XDP) or attach order (cgroup) */
 	size_t n_ents;
 };
@@ -116,11 +117,11 @@ struct hooks {
 };
 
 struct hook_handle {
-	struct axn_handle h; /* first: handle_new() returns this */
+	struct axn_handle h;  /* first: handle_new() returns this */
 	struct hook_entry *e; /* NULL once superseded, removed or forgotten */
 };
 
-/* --- small helpers (no logging) ------------------------------------------ */
+/* --- small helpers (no logging) -------------------------------------------- */
 
 static bool kind_is_chain(uint32_t kind)
 {
@@ -214,6 +215,45 @@ static bool prog_is_named(uint32_t id, const char *name)
 		match = !strncmp(info.name, name, sizeof(info.name));
 	close(fd);
 	return match;
+}
+
+/*
+ * libbpf prints the kernel's netlink error text at WARN level for every
+ * failure, also for the ones we expect and handle (clsact exists, no filter
+ * yet), which would put false alarms in the agent's log. These wrappers mute
+ * it for one call; the error code still tells us everything. (libbpf's
+ * print hook is global: fine on the single loop thread.)
+ */
+static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	return 0;
+}
+
+static int tc_hook_create_quiet(struct bpf_tc_hook *th)
+{
+	libbpf_print_fn_t old = libbpf_set_print(quiet_print);
+	int r = bpf_tc_hook_create(th);
+
+	libbpf_set_print(old);
+	return r;
+}
+
+static int tc_query_quiet(const struct bpf_tc_hook *th, struct bpf_tc_opts *q)
+{
+	libbpf_print_fn_t old = libbpf_set_print(quiet_print);
+	int r = bpf_tc_query(th, q);
+
+	libbpf_set_print(old);
+	return r;
+}
+
+static int tc_hook_destroy_quiet(struct bpf_tc_hook *th)
+{
+	libbpf_print_fn_t old = libbpf_set_print(quiet_print);
+	int r = bpf_tc_hook_destroy(th);
+
+	libbpf_set_print(old);
+	return r;
 }
 
 static int open_cgroup(const char *path)
@@ -324,7 +364,7 @@ static int hook_id_alloc(struct hooks *hs, uint32_t *ret_id)
 	return -ENOSPC;
 }
 
-/* --- the chain ------------------------------------------------------------ */
+/* --- the chain ------------------------------------------------------------- */
 
 /*
  * Write `ents` into the idle bank, empty every slot after them, then flip
@@ -384,7 +424,7 @@ static int chain_reset(struct hooks *hs, struct hook_point *hp)
 	return 0;
 }
 
-/* --- roots ------------------------------------------------------------------ */
+/* --- roots ----------------------------------------------------------------- */
 
 static int root_load(struct hooks *hs, struct hook_point *hp, struct axn_root **ret_skel)
 {
@@ -429,10 +469,11 @@ static int root_attach_tc(struct hook_point *hp, int prog_fd, uint32_t *ret_id)
 		    .prog_fd = prog_fd, .flags = BPF_TC_F_REPLACE);
 	int r;
 
-	r = bpf_tc_query(&th, &q);
+	/* No filter at all is -EINVAL ("Cannot find specified filter chain"). */
+	r = tc_query_quiet(&th, &q);
 	if (!r && !prog_is_named(q.prog_id, ROOT_TC_NAME))
 		return -EBUSY;
-	if (r && r != -ENOENT)
+	if (r && r != -ENOENT && r != -EINVAL)
 		return r;
 	r = bpf_tc_attach(&th, &o);
 	if (r)
@@ -504,10 +545,11 @@ static int root_ensure(struct hooks *hs, struct hook_point *hp)
 		return 0;
 
 	if (hp->kind != AXN_HOOK_XDP) {
-		LIBBPF_OPTS(bpf_tc_hook, th, .ifindex = hp->ifindex, .attach_point = BPF_TC_INGRESS);
+		LIBBPF_OPTS(bpf_tc_hook, th, .ifindex = hp->ifindex,
+			    .attach_point = BPF_TC_INGRESS);
 
 		/* Creates clsact; it serves both directions. */
-		r = bpf_tc_hook_create(&th);
+		r = tc_hook_create_quiet(&th);
 		if (r && r != -EEXIST)
 			return r;
 		if (!r)
@@ -538,7 +580,7 @@ static int root_ensure(struct hooks *hs, struct hook_point *hp)
 	return 0;
 }
 
-/* --- persistence -------------------------------------------------------------- */
+/* --- persistence ----------------------------------------------------------- */
 
 static json_t *point_json(const struct hook_point *hp)
 {
@@ -563,9 +605,9 @@ static json_t *point_json(const struct hook_point *hp)
 		    json_object_set_new(o, "root_prog_id", json_integer(hp->root_prog_id)))
 			goto fail;
 		if (hp->kind == AXN_HOOK_XDP &&
-		    json_object_set_new(o, "xdp_mode", json_string(hp->xdp_mode == XDP_FLAGS_SKB_MODE
-									   ? "skb"
-									   : "drv")))
+		    json_object_set_new(
+			o, "xdp_mode",
+			json_string(hp->xdp_mode == XDP_FLAGS_SKB_MODE ? "skb" : "drv")))
 			goto fail;
 		if (hp->kind != AXN_HOOK_XDP &&
 		    json_object_set_new(o, "created_qdisc", json_boolean(hp->created_qdisc)))
@@ -798,7 +840,7 @@ static void points_free(struct hook_point_list *list)
 	}
 }
 
-/* --- init / fini ---------------------------------------------------------------- */
+/* --- init / fini ----------------------------------------------------------- */
 
 static int open_shared_map(struct agent *a, const char *name, uint32_t type, uint32_t value_size,
 			   uint32_t max_entries, int *ret_fd)
@@ -861,6 +903,85 @@ static struct hooks *hooks_alloc(const char *rundir)
 		return NULL;
 	}
 	return hs;
+}
+
+/* Remove our root from a hook; -EBUSY if the slot holds a foreign program. */
+static int root_remove_tc(const struct hook_point *hp)
+{
+	LIBBPF_OPTS(bpf_tc_hook, th, .ifindex = hp->ifindex, .attach_point = tc_point(hp->kind));
+	LIBBPF_OPTS(bpf_tc_opts, q, .handle = AXN_TC_HANDLE, .priority = AXN_TC_PRIO);
+	LIBBPF_OPTS(bpf_tc_opts, o, .handle = AXN_TC_HANDLE, .priority = AXN_TC_PRIO);
+	int r;
+
+	r = tc_query_quiet(&th, &q);
+	if (r)
+		return r;
+	if (!prog_is_named(q.prog_id, ROOT_TC_NAME))
+		return -EBUSY;
+	return bpf_tc_detach(&th, &o);
+}
+
+static int root_remove_xdp(const struct hook_point *hp)
+{
+	LIBBPF_OPTS(bpf_xdp_query_opts, q);
+	LIBBPF_OPTS(bpf_xdp_attach_opts, o);
+	uint32_t ids[2], modes[2] = {XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+	int r, found = 0;
+
+	r = bpf_xdp_query(hp->ifindex, 0, &q);
+	if (r)
+		return r;
+	ids[0] = q.drv_prog_id;
+	ids[1] = q.skb_prog_id;
+	for (int i = 0; i < 2; i++) {
+		if (!ids[i] || !prog_is_named(ids[i], ROOT_XDP_NAME))
+			continue;
+		o.old_prog_fd = bpf_prog_get_fd_by_id(ids[i]);
+		if (o.old_prog_fd < 0)
+			return o.old_prog_fd;
+		/* REPLACE + expected fd: never remove a program that is not ours. */
+		r = bpf_xdp_detach(hp->ifindex, modes[i] | XDP_FLAGS_REPLACE, &o);
+		close(o.old_prog_fd);
+		if (r)
+			return r;
+		found++;
+	}
+	return found ? 0 : -ENOENT;
+}
+
+/*
+ * Without hooks.json nothing says which hook id an earlier run's root
+ * carries, and such a root would run whatever chain next gets its id.
+ * Remove every root of ours in this netns and empty the chains: traffic
+ * passes untouched until the modules re-attach, moments later. On a first
+ * start this finds nothing. (cgroup programs of a lost state cannot be told
+ * from others' and stay.)
+ */
+static int sweep_orphans(struct hooks *hs, int *ret_n)
+{
+	struct if_nameindex *ifs, *i;
+	uint32_t zero = 0;
+	int n = 0;
+
+	ifs = if_nameindex();
+	if (!ifs)
+		return -errno;
+	for (i = ifs; i->if_index; i++) {
+		for (uint32_t kind = AXN_HOOK_TC_INGRESS; kind <= AXN_HOOK_XDP; kind++) {
+			struct hook_point hp = {.kind = kind, .ifindex = (int)i->if_index};
+
+			if (!(kind == AXN_HOOK_XDP ? root_remove_xdp(&hp) : root_remove_tc(&hp)))
+				n++;
+		}
+	}
+	if_freenameindex(ifs);
+	for (uint32_t id = 0; id < AXN_CHAIN_MAX_HOOKS; id++)
+		bpf_map_update_elem(hs->bank_fd, &id, &zero, BPF_ANY);
+	for (uint32_t key = 0; key < AXN_CHAIN_ENTRIES; key++)
+		for (int c = 0; c < CHAIN_N; c++)
+			bpf_map_delete_elem(hs->chain_fd[c], &key);
+	*ret_n = n;
+	return 0;
 }
 
 /*
@@ -931,7 +1052,20 @@ int hooks_init(struct agent *a)
 	}
 
 	if (hs->state_path) {
+		bool have_state = !access(hs->state_path, F_OK);
+
 		r = state_load(hs->state_path, &hs->points);
+		/* Write even an empty state: the sweep below is for lost state only. */
+		changed = !have_state;
+		if (!have_state || r) {
+			int n = 0;
+
+			if (!sweep_orphans(hs, &n) && n)
+				log_warn(
+				    "hook registry: no saved state, removed %d root program(s) "
+				    "left by an earlier run",
+				    n);
+		}
 		if (r) {
 			char *bad = NULL;
 
@@ -980,7 +1114,7 @@ int hooks_chain_fd(struct agent *a, uint32_t kind, int *ret_fd)
 	return 0;
 }
 
-/* --- attach / detach --------------------------------------------------------------- */
+/* --- attach / detach ------------------------------------------------------- */
 
 /* What a validated spec resolves to. */
 struct target {
@@ -1082,11 +1216,20 @@ static int point_get(struct hooks *hs, const struct target *t, struct hook_point
 	return 0;
 }
 
-/* A hook we just made and could not use leaves no trace. */
+/*
+ * A hook we just made and could not use leaves no trace. A clsact we just
+ * created cannot carry anyone else's root yet (it did not exist), so it goes.
+ */
 static void point_drop_unused(struct hooks *hs, struct hook_point *hp, bool created)
 {
 	if (!created || hp->n_ents || hp->root_ready)
 		return;
+	if (hp->created_qdisc) {
+		LIBBPF_OPTS(bpf_tc_hook, th, .ifindex = hp->ifindex,
+			    .attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS);
+
+		tc_hook_destroy_quiet(&th);
+	}
 	TAILQ_REMOVE(&hs->points, hp, link);
 	point_free(hp);
 }
@@ -1171,8 +1314,9 @@ static uint32_t entry_slot(const struct hook_point *hp, const struct hook_entry 
 {
 	for (size_t i = 0; i < hp->n_ents; i++)
 		if (hp->ents[i] == e)
-			return kind_is_chain(hp->kind) ? slot_base(hp->hook_id, hp->bank) + (uint32_t)i
-						      : (uint32_t)i;
+			return kind_is_chain(hp->kind)
+				   ? slot_base(hp->hook_id, hp->bank) + (uint32_t)i
+				   : (uint32_t)i;
 	return UINT32_MAX;
 }
 
@@ -1246,7 +1390,8 @@ int hooks_attach(struct module *m, const struct axn_hook_spec *spec, int prog_fd
 	if (kind_is_chain(hp->kind)) {
 		r = root_ensure(hs, hp);
 		if (r) {
-			step = r == -EBUSY ? "a foreign program holds the hook" : "cannot attach root";
+			step =
+			    r == -EBUSY ? "a foreign program holds the hook" : "cannot attach root";
 			goto fail;
 		}
 		r = attach_chain(hs, hp, ne, old);
@@ -1369,7 +1514,7 @@ int hooks_detach(struct module *m, struct axn_handle *h)
 	return 0;
 }
 
-/* --- after start-up: drop what nobody claimed ---------------------------------------- */
+/* --- after start-up: drop what nobody claimed ------------------------------ */
 
 /* Is there still a device at the ifindex the root was attached to? */
 static bool point_device_gone(const struct hook_point *hp)
@@ -1379,7 +1524,8 @@ static bool point_device_gone(const struct hook_point *hp)
 	return kind_is_chain(hp->kind) && !if_indextoname((unsigned)hp->ifindex, name);
 }
 
-void hooks_prune(struct agent *a)
+/* Drop entries of `module` (every module if NULL) that were not (re-)attached. */
+static void prune(struct agent *a, const char *module)
 {
 	struct hooks *hs = a->hooks;
 	struct hook_point *hp, *tmp;
@@ -1395,7 +1541,7 @@ void hooks_prune(struct agent *a)
 		for (size_t i = 0; i < hp->n_ents;) {
 			struct hook_entry *e = hp->ents[i];
 
-			if (e->seen) {
+			if (e->seen || (module && strcmp(module, e->module))) {
 				i++;
 				continue;
 			}
@@ -1431,7 +1577,38 @@ void hooks_prune(struct agent *a)
 	}
 }
 
-/* --- listing ---------------------------------------------------------------------------- */
+void hooks_prune(struct agent *a)
+{
+	prune(a, NULL);
+}
+
+void hooks_module_restarting(struct agent *a, const char *module)
+{
+	struct hook_point *hp;
+
+	if (!a->hooks)
+		return;
+	TAILQ_FOREACH(hp, &a->hooks->points, link)
+		for (size_t i = 0; i < hp->n_ents; i++)
+			if (!strcmp(hp->ents[i]->module, module))
+				hp->ents[i]->seen = false;
+}
+
+void hooks_prune_module(struct agent *a, const char *module)
+{
+	prune(a, module);
+}
+
+/* --- listing --------------------------------------------------------------- */
+
+/*
+ * {"items": [{hook, ifname, band, prio, module, name, prog_id, slot, state}]}
+ * in run order per hook. hook: "tc-ingress", "tc-egress", "xdp" or
+ * "cgroup:<attach type>" (then ifname is the cgroup directory); slot: the
+ * index in the chain map (tc/XDP) or the attach position (cgroup); state:
+ * "attached" (a module holds it), "kept" (its handle was freed, the program
+ * runs on) or "restored" (from hooks.json, not re-attached yet).
+ */
 
 json_t *hooks_list(struct agent *a)
 {
@@ -1455,12 +1632,12 @@ json_t *hooks_list(struct agent *a)
 			const char *state = e->h ? "attached" : e->seen ? "kept" : "restored";
 			json_t *it;
 
-			it = json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:I, s:I, s:s}", "hook", hook,
-				       "ifname", hp->kind == AXN_HOOK_CGROUP ? hp->cgroup : hp->ifname,
-				       "band", (json_int_t)e->band, "prio", (json_int_t)e->prio,
-				       "module", e->module, "name", e->name, "prog_id",
-				       (json_int_t)e->prog_id, "slot", (json_int_t)entry_slot(hp, e),
-				       "state", state);
+			it = json_pack(
+			    "{s:s, s:s, s:I, s:I, s:s, s:s, s:I, s:I, s:s}", "hook", hook, "ifname",
+			    hp->kind == AXN_HOOK_CGROUP ? hp->cgroup : hp->ifname, "band",
+			    (json_int_t)e->band, "prio", (json_int_t)e->prio, "module", e->module,
+			    "name", e->name, "prog_id", (json_int_t)e->prog_id, "slot",
+			    (json_int_t)entry_slot(hp, e), "state", state);
 			if (json_array_append_new(items, it)) {
 				json_decref(out);
 				return NULL;
@@ -1470,50 +1647,7 @@ json_t *hooks_list(struct agent *a)
 	return out;
 }
 
-/* --- purge ------------------------------------------------------------------------------- */
-
-static int purge_tc_root(const struct hook_point *hp)
-{
-	LIBBPF_OPTS(bpf_tc_hook, th, .ifindex = hp->ifindex, .attach_point = tc_point(hp->kind));
-	LIBBPF_OPTS(bpf_tc_opts, q, .handle = AXN_TC_HANDLE, .priority = AXN_TC_PRIO);
-	LIBBPF_OPTS(bpf_tc_opts, o, .handle = AXN_TC_HANDLE, .priority = AXN_TC_PRIO);
-	int r;
-
-	r = bpf_tc_query(&th, &q);
-	if (r)
-		return r;
-	if (!prog_is_named(q.prog_id, ROOT_TC_NAME))
-		return -EBUSY;
-	return bpf_tc_detach(&th, &o);
-}
-
-static int purge_xdp_root(const struct hook_point *hp)
-{
-	LIBBPF_OPTS(bpf_xdp_query_opts, q);
-	LIBBPF_OPTS(bpf_xdp_attach_opts, o);
-	uint32_t ids[2], modes[2] = {XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
-	int r, found = 0;
-
-	r = bpf_xdp_query(hp->ifindex, 0, &q);
-	if (r)
-		return r;
-	ids[0] = q.drv_prog_id;
-	ids[1] = q.skb_prog_id;
-	for (int i = 0; i < 2; i++) {
-		if (!ids[i] || !prog_is_named(ids[i], ROOT_XDP_NAME))
-			continue;
-		o.old_prog_fd = bpf_prog_get_fd_by_id(ids[i]);
-		if (o.old_prog_fd < 0)
-			return o.old_prog_fd;
-		/* REPLACE + expected fd: never remove a program that is not ours. */
-		r = bpf_xdp_detach(hp->ifindex, modes[i] | XDP_FLAGS_REPLACE, &o);
-		close(o.old_prog_fd);
-		if (r)
-			return r;
-		found++;
-	}
-	return found ? 0 : -ENOENT;
-}
+/* --- purge ----------------------------------------------------------------- */
 
 static int purge_cgroup(const struct hook_point *hp, const struct hook_entry *e)
 {
@@ -1563,7 +1697,10 @@ int hooks_purge(struct agent *a)
 		if (hp->kind == AXN_HOOK_CGROUP) {
 			for (size_t i = 0; i < hp->n_ents; i++) {
 				r = purge_cgroup(hp, hp->ents[i]);
-				if (r && r != -ENOENT) {
+				if (!r)
+					log_info("purge: hook %s: detached %s of module %s", desc,
+						 hp->ents[i]->name, hp->ents[i]->module);
+				else if (r != -ENOENT) {
 					log_err("purge: hook %s: cannot detach %s of module %s: %s",
 						desc, hp->ents[i]->name, hp->ents[i]->module,
 						strerror(-r));
@@ -1572,10 +1709,11 @@ int hooks_purge(struct agent *a)
 			}
 			continue;
 		}
-		r = hp->kind == AXN_HOOK_XDP ? purge_xdp_root(hp) : purge_tc_root(hp);
+		r = hp->kind == AXN_HOOK_XDP ? root_remove_xdp(hp) : root_remove_tc(hp);
 		if (r == -EBUSY)
-			log_warn("purge: hook %s: the root slot holds a foreign program, left alone",
-				 desc);
+			log_warn(
+			    "purge: hook %s: the root slot holds a foreign program, left alone",
+			    desc);
 		else if (r && r != -ENOENT && r != -ENODEV && r != -EINVAL) {
 			/* -ENOENT/-ENODEV/-EINVAL: no filter, device or qdisc left. */
 			log_err("purge: hook %s: cannot remove root: %s", desc, strerror(-r));
@@ -1599,7 +1737,7 @@ int hooks_purge(struct agent *a)
 		if (hp->kind == AXN_HOOK_CGROUP || hp->kind == AXN_HOOK_XDP || !hp->created_qdisc)
 			continue;
 		hook_desc(hp, desc, sizeof(desc));
-		r = bpf_tc_hook_destroy(&th);
+		r = tc_hook_destroy_quiet(&th);
 		if (!r)
 			log_info("purge: hook %s: clsact qdisc removed", desc);
 		else if (r != -ENOENT && r != -ENODEV && r != -EINVAL) {

@@ -753,6 +753,9 @@ int agent_reload(struct agent *a)
 			module_stop(m);
 			module_fini(m);
 			m->state = MOD_STOPPED;
+			/* A removed feature takes its programs with it. */
+			hooks_module_restarting(a, m->name);
+			hooks_prune_module(a, m->name);
 		}
 	}
 	/* Rebuild the module list in the new order. */
@@ -808,6 +811,7 @@ int agent_reload(struct agent *a)
 		} else {
 			if (m->state == MOD_UP) {
 				log_msg(m->name, AXN_LOG_INFO, "configuration changed; restarting");
+				hooks_module_restarting(a, m->name);
 				module_stop(m);
 				module_fini(m);
 				m->state = MOD_LOADED;
@@ -815,8 +819,10 @@ int agent_reload(struct agent *a)
 			conf_free_module(m->desc, m->conf);
 			m->conf = nc;
 		}
-		if (m->state == MOD_LOADED || m->state == MOD_STOPPED)
+		if (m->state == MOD_LOADED || m->state == MOD_STOPPED) {
 			(void)module_start_one(a, m);
+			hooks_prune_module(a, m->name);
+		}
 	}
 	log_info("reload applied\tfile=%s", a->conf_path);
 	/* The running configuration's strings are copies; swap the parsed trees. */

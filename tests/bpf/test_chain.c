@@ -89,7 +89,8 @@ static int progs_open(int kind, int trace_fd, struct chain_test **ret)
 	if (!s)
 		return -errno;
 	bpf_object__for_each_program(p, s->obj)
-		if (bpf_program__type(p) != (kind == XDP ? BPF_PROG_TYPE_XDP : BPF_PROG_TYPE_SCHED_CLS))
+		if (bpf_program__type(p) !=
+		    (kind == XDP ? BPF_PROG_TYPE_XDP : BPF_PROG_TYPE_SCHED_CLS))
 			r = r ?: bpf_program__set_autoload(p, false);
 	if (!r)
 		r = bpf_map__reuse_fd(s->maps.axn_chain, F.chain[kind]);
@@ -136,12 +137,14 @@ static int group_setup(void **state)
 
 	build_packet();
 	for (int k = TC; k <= XDP; k++) {
-		F.chain[k] = bpf_map_create(BPF_MAP_TYPE_PROG_ARRAY, k == TC ? "t_chain_tc" : "t_chain_xdp",
-					    4, 4, AXN_CHAIN_ENTRIES, NULL);
+		F.chain[k] =
+		    bpf_map_create(BPF_MAP_TYPE_PROG_ARRAY, k == TC ? "t_chain_tc" : "t_chain_xdp",
+				   4, 4, AXN_CHAIN_ENTRIES, NULL);
 		if (F.chain[k] < 0)
 			return -1;
 	}
-	F.bank = bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_chain_bank", 4, 4, AXN_CHAIN_MAX_HOOKS, NULL);
+	F.bank =
+	    bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_chain_bank", 4, 4, AXN_CHAIN_MAX_HOOKS, NULL);
 	F.pos = bpf_map_create(BPF_MAP_TYPE_PERCPU_ARRAY, "t_chain_pos", 4, 4, 1, NULL);
 	if (F.bank < 0 || F.pos < 0)
 		return -1;
@@ -183,7 +186,8 @@ static void publish(int kind, uint32_t hook, uint32_t bank, const int *fds, size
 		uint32_t key = base + i;
 
 		if (i < n)
-			assert_int_equal(bpf_map_update_elem(F.chain[kind], &key, &fds[i], BPF_ANY), 0);
+			assert_int_equal(bpf_map_update_elem(F.chain[kind], &key, &fds[i], BPF_ANY),
+					 0);
 		else
 			bpf_map_delete_elem(F.chain[kind], &key);
 	}

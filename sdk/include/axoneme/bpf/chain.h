@@ -4,8 +4,11 @@
  * programs share one tc or XDP hook.
  *
  * The core attaches one small root program per hook (interface + direction).
- * Module programs live in one shared PROG_ARRAY, `axn_chain`, in a window of
- * slots per hook. Each window has two banks; the core writes a new order into
+ * Module programs live in a shared PROG_ARRAY, `axn_chain`, in a window of
+ * slots per hook. A PROG_ARRAY takes the program type of its first user, so
+ * the agent keeps one per type (tc and XDP): a BPF object whose programs call
+ * AXN_CHAIN_NEXT holds programs of one type only (or is loaded once per type
+ * with the other type's programs switched off by bpf_program__set_autoload). Each window has two banks; the core writes a new order into
  * the idle bank and then flips the hook's active bank with one map update, so
  * every packet sees either the old chain or the new one, never a mix.
  *
@@ -21,7 +24,8 @@
  *
  * A module program includes this header and, before loading its skeleton,
  * points its axn_chain map at the agent's with
- * bpf_map__reuse_fd(skel->maps.axn_chain, fd from host->hook_chain_fd()).
+ * bpf_map__reuse_fd(skel->maps.axn_chain, fd) with the fd from
+ * host->hook_chain_fd(self, AXN_HOOK_TC_INGRESS or AXN_HOOK_XDP, &fd).
  */
 #ifndef AXONEME_BPF_CHAIN_H
 #define AXONEME_BPF_CHAIN_H
