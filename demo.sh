@@ -39,7 +39,7 @@ lab_cleanup_trap
 echo
 bold "== 2/4 Build the example module 'hello' out of tree, against the installed SDK"
 lab_build_hello "$LAB_WORK/build"
-explain "cflags from pkg-config: $LAB_HELLO_CFLAGS" "module: $LAB_HELLO_SO"
+explain "SDK headers and pkg-config file from $AXN_STAGE/usr/local; module: $LAB_HELLO_SO"
 lab_moduledir "$LAB_WORK/modules" "$LAB_MODULEDIR/statedir.so" "$LAB_HELLO_SO"
 LAB_MODULEDIR=$LAB_WORK/modules
 
@@ -116,16 +116,22 @@ if [ "${DEMO_KEEP:-0}" = 1 ]; then
 	EOF
 	chmod +x "$down"
 	trap - EXIT INT TERM
+	pin=$(lab_axoneme 1 -o json map list | jq -r '.items[] | select(.name == "hello_ticks") | .path' || true)
 	bold "The lab is still running. Poke at it:"
 	cat <<-EOF
-		  $AXONEME -s $(lab_sock 1) status            # node1's agent (also: modules, resources, map list, hello greet, -o json ...)
+		  # node1's agent (also: modules, resources, map list, hello greet; add -o json for JSON)
+		  $AXONEME -s $(lab_sock 1) status
 		  $AXONEME -s $(lab_sock 2) resources
-		  ip netns exec $(lab_ns 1) ip addr               # a shell in node1: ip netns exec $(lab_ns 1) bash
+		  # a shell inside node1, and a ping across the lab LAN
+		  ip netns exec $(lab_ns 1) bash
 		  ip netns exec $(lab_ns 1) ping -c1 $(lab_node_ip4 2)
-		  tail -f $(lab_log 1)                            # node1's agent log
-		  \$EDITOR $(lab_statedir 1)/service-lb.yaml      # statedir watches the directory
-		  kill -HUP $(lab_agent_pid 1)                    # reload $(lab_conf_path 1)
-		  bpftool map dump pinned $(lab_bpffs 1)/...      # the pinned maps (see 'map list')
+		  # node1's agent log; its state dir is watched, edits apply at once
+		  tail -f $(lab_log 1)
+		  \$EDITOR $(lab_statedir 1)/service-lb.yaml
+		  # edit the conf, then reload it
+		  \$EDITOR $(lab_conf_path 1); kill -HUP $(lab_agent_pid 1)
+		  # the pinned maps (paths from 'map list')
+		  bpftool map dump pinned $pin
 		Tear it down:
 		  $down
 	EOF

@@ -38,8 +38,8 @@ if [ "${AXN_SKIP_DEPS:-0}" != 1 ]; then
 	"$ROOT/tools/deps.sh"
 fi
 
-# 2. autotools. Serialised with a lock so two bootstraps on one tree (or a
-# bootstrap and a developer) never regenerate at the same time.
+# 2. autotools. Serialised with a lock so two bootstraps on one tree never
+# regenerate at the same time.
 if [ -e "$ROOT/config.status" ]; then
 	die "$ROOT is configured in-tree; run 'make distclean' there first (bootstrap builds in $BUILD)"
 fi
@@ -52,8 +52,8 @@ needs_autoreconf() {
 	[ -n "$newer" ]
 }
 if needs_autoreconf; then
-	lock=/tmp/axoneme-autoreconf.$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1).lock
-	exec 9>"$lock"
+	# The lock is on configure.ac itself: no lock file to leave behind.
+	exec 9<"$ROOT/configure.ac"
 	flock 9
 	if needs_autoreconf; then # someone else may have done it meanwhile
 		say "autoreconf -fi"
@@ -75,18 +75,24 @@ if [ ! -e "$BUILD/config.status" ] || [ "$ROOT/configure" -nt "$BUILD/config.sta
 	[ "$(cat "$BUILD/.axn-configure-args" 2>/dev/null)" != "$args" ]; then
 	say "configure ${args:-(default)} in ${BUILD}"
 	# shellcheck disable=SC2086 # AXN_CONFIGURE_ARGS is a word list by design
-	(cd "$BUILD" && "$ROOT/configure" -q $args) || die "configure failed (see $BUILD/config.log)"
+	# (configure's "rm -f core" trips over the core/ directory: drop that line)
+	(cd "$BUILD" && "$ROOT/configure" -q $args) 2>&1 | sed -u "/^rm: cannot remove 'core': Is a directory$/d" ||
+		die "configure failed (see $BUILD/config.log)"
 	printf '%s' "$args" >"$BUILD/.axn-configure-args"
 fi
 
+# Quiet make: no "Making all in DIR" lines, no libtool reminders about
+# `libtool --finish` (the stage is not a real install). Warnings still show.
+quiet() { sed -u -e '/^Making [a-z-]* in /d' -e "/^libtool: warning: remember to run 'libtool --finish/d"; }
+
 # 4. build
 say "make -j$JOBS"
-make -C "$BUILD" -s -j"$JOBS" || die "build failed"
+make -C "$BUILD" -s -j"$JOBS" 2>&1 | quiet || die "build failed"
 
 # 5. stage. STAGE is passed explicitly so the layout is <build>/stage whatever
 # the top-level Makefile's default is.
 say "make stage -> $STAGE"
-make -C "$BUILD" -s stage STAGE="$STAGE" || die "make stage failed"
+make -C "$BUILD" -s stage STAGE="$STAGE" 2>&1 | quiet || die "make stage failed"
 
 for f in "$STAGE/usr/local/sbin/axonemed" "$STAGE/usr/local/bin/axoneme"; do
 	[ -x "$f" ] || die "stage is missing $f"

@@ -62,18 +62,18 @@ struct axn_handle {
 	};
 };
 
+/* `mine`: put by the module's source; otherwise injected by the test. */
 struct axn_obj {
 	int refs;
 	json_t *doc;
+	bool mine;
 	struct axn_testhost *th;
 	TAILQ_ENTRY(axn_obj) link;
 };
 
-/* One stored object; `mine` says the module's source owns it, else the test does. */
 struct th_entry {
 	char *key;
 	struct axn_obj *obj;
-	bool mine;
 	TAILQ_ENTRY(th_entry) link;
 };
 
@@ -84,7 +84,7 @@ struct th_item {
 	struct axn_handle *sub;
 	uint32_t event;
 	struct axn_obj *obj;
-	STAILQ_ENTRY(th_item) link;
+	TAILQ_ENTRY(th_item) link;
 };
 
 /* Allocations owned by one conf struct: strings and strlist arrays. */
@@ -108,7 +108,7 @@ struct axn_testhost {
 	TAILQ_HEAD(, axn_handle) handles;
 	TAILQ_HEAD(, axn_obj) objs;
 	TAILQ_HEAD(, th_entry) store;
-	STAILQ_HEAD(, th_item) queue;
+	TAILQ_HEAD(, th_item) queue;
 	pthread_mutex_t lock;
 	char **logs;
 	size_t n_logs;
@@ -117,7 +117,7 @@ struct axn_testhost {
 	uint64_t now;
 	unsigned gen;
 	json_t *info, *maps, *events, *errors, *statuses;
-	bool src_registered, src_synced, test_used, test_synced, synced;
+	bool started, src_registered, src_synced, test_used, test_synced, synced;
 	const struct axn_source_ops *src_ops;
 	void *src_arg;
 };
@@ -230,7 +230,8 @@ static int conf_build(const struct axn_module_desc *d, const char *const *kv, st
 		for (size_t i = 0; kv && kv[i] && kv[i + 1]; i += 2)
 			given |= !strcmp(kv[i], o->key);
 		if ((o->flags & AXN_OPTF_REQUIRED) && !given) {
-			fprintf(stderr, "axn_testhost: %s: option %s is required\n", d->name, o->key);
+			fprintf(stderr, "axn_testhost: %s: option %s is required\n", d->name,
+				o->key);
 			r = -EINVAL;
 			goto fail;
 		}
@@ -286,7 +287,7 @@ static struct axn_obj *th_obj_unref(struct axn_obj *obj);
 static void queue_push(struct axn_testhost *th, struct th_item *it)
 {
 	pthread_mutex_lock(&th->lock);
-	STAILQ_INSERT_TAIL(&th->queue, it, link);
+	TAILQ_INSERT_TAIL(&th->queue, it, link);
 	pthread_mutex_unlock(&th->lock);
 }
 
@@ -299,22 +300,15 @@ static void item_free(struct th_item *it)
 /* Drop queued deliveries to `sub` (or every queued item if sub is NULL). */
 static void queue_drop(struct axn_testhost *th, struct axn_handle *sub)
 {
-	struct th_item *it, *keep = NULL, **tail = &keep;
+	struct th_item *it, *next;
 
 	pthread_mutex_lock(&th->lock);
-	while ((it = STAILQ_FIRST(&th->queue))) {
-		STAILQ_REMOVE_HEAD(&th->queue, link);
+	for (it = TAILQ_FIRST(&th->queue); it; it = next) {
+		next = TAILQ_NEXT(it, link);
 		if (!sub || it->sub == sub) {
+			TAILQ_REMOVE(&th->queue, it, link);
 			item_free(it);
-			continue;
 		}
-		*tail = it;
-		tail = &STAILQ_NEXT(it, link);
-		*tail = NULL;
-	}
-	for (it = keep; it; it = keep) {
-		keep = STAILQ_NEXT(it, link);
-		STAILQ_INSERT_TAIL(&th->queue, it, link);
 	}
 	pthread_mutex_unlock(&th->lock);
 }
@@ -333,10 +327,6 @@ static int reclaim(struct axn_testhost *th, const char *when)
 {
 	struct axn_handle *h;
 	int n = 0;
-
-	/* A source registration ends with the module; its objects stay for the next start. */
-	th->src_registered = th->src_synced = false;
-	th->src_ops = NULL;
 
 	while ((h = TAILQ_FIRST(&th->handles))) {
 		fprintf(stderr, "axn_testhost: %s: leaked %s%s%s %s\n", th->desc->name,
@@ -571,17 +561,20 @@ static struct th_entry *store_lookup(struct axn_testhost *th, const char *kind, 
 	return e;
 }
 
-/* "Service" matches the kind; "cilium.io/v2/CiliumX" also the apiVersion. */
+/*
+ * As the core: "Service" matches the kind in any group; "cilium.io/v2/Kind"
+ * or "cilium.io/Kind" also the apiVersion's group ("" for core kinds).
+ */
 static bool kind_match(const char *want, const json_t *doc)
 {
 	const char *kind = json_string_value(json_object_get(doc, "kind"));
 	const char *api = json_string_value(json_object_get(doc, "apiVersion"));
-	const char *slash = strrchr(want, '/');
+	const char *wslash = strchr(want, '/'), *aslash = api ? strchr(api, '/') : NULL;
+	size_t glen = aslash ? (size_t)(aslash - api) : 0;
 
 	if (!kind || strcmp(bare_kind(want), kind))
 		return false;
-	return !slash ||
-	       (api && strlen(api) == (size_t)(slash - want) && !strncmp(api, want, slash - want));
+	return !wslash || ((size_t)(wslash - want) == glen && !strncmp(want, api, glen));
 }
 
 static void deliver(struct axn_testhost *th, struct axn_handle *sub, uint32_t event,
@@ -606,18 +599,20 @@ static const char *event_name(uint32_t event)
 	return event <= AXN_EV_SYNCED ? names[event] : "";
 }
 
+/* Deliver a change and journal it; event 0 journals an unchanged put, delivering nothing. */
 static void publish(struct axn_testhost *th, uint32_t event, struct axn_obj *obj)
 {
 	const char *kind, *ns, *name;
 	struct axn_handle *h;
 
 	TAILQ_FOREACH(h, &th->handles, link)
-		if (h->kind == TH_SUB && kind_match(h->name, obj->doc))
+		if (event && h->kind == TH_SUB && kind_match(h->name, obj->doc))
 			deliver(th, h, event, obj);
 	doc_id(obj->doc, &kind, &ns, &name);
 	json_array_append_new(th->events, json_pack("{s:s, s:s, s:s?, s:s, s:O}", "event",
-						    event_name(event), "kind", kind, "namespace",
-						    ns, "name", name, "object", obj->doc));
+						    event ? event_name(event) : "UNCHANGED", "kind",
+						    kind, "namespace", ns, "name", name, "object",
+						    obj->doc));
 }
 
 /* SYNCED goes out once every source (the module's, the test's) has synced. */
@@ -625,8 +620,8 @@ static void check_synced(struct axn_testhost *th)
 {
 	struct axn_handle *h;
 
-	if (th->synced || !(th->src_registered || th->test_used) ||
-	    (th->src_registered && !th->src_synced) || (th->test_used && !th->test_synced))
+	if (th->synced || !th->started || (th->src_registered && !th->src_synced) ||
+	    (th->test_used && !th->test_synced))
 		return;
 	th->synced = true;
 	TAILQ_FOREACH(h, &th->handles, link)
@@ -648,16 +643,27 @@ static int store_put(struct axn_testhost *th, json_t *doc, bool mine)
 	r = -ENOMEM;
 	if (!(key = make_key(kind, ns, name)) || !(obj = calloc(1, sizeof(*obj))))
 		goto fail;
+	if ((e = store_find(th, key)) && e->obj->mine != mine) {
+		/* As the core: one source per object. */
+		r = -EEXIST;
+		goto fail;
+	}
 	obj->refs = 1;
 	obj->doc = doc;
+	obj->mine = mine;
 	obj->th = th;
 	TAILQ_INSERT_TAIL(&th->objs, obj, link);
-	if ((e = store_find(th, key))) {
-		th_obj_unref(e->obj);
+	if (e) {
 		free(key);
-		e->obj = obj;
-		e->mine = mine;
+		if (json_equal(e->obj->doc, doc)) {
+			/* No change: journaled, not delivered, as the core does. */
+			publish(th, 0, e->obj);
+			th_obj_unref(obj);
+			return 0;
+		}
 		publish(th, AXN_EV_MODIFIED, obj);
+		th_obj_unref(e->obj);
+		e->obj = obj;
 		return 0;
 	}
 	if (!(e = calloc(1, sizeof(*e)))) {
@@ -667,7 +673,6 @@ static int store_put(struct axn_testhost *th, json_t *doc, bool mine)
 	}
 	e->key = key;
 	e->obj = obj;
-	e->mine = mine;
 	TAILQ_INSERT_TAIL(&th->store, e, link);
 	publish(th, AXN_EV_ADDED, obj);
 	return 0;
@@ -687,7 +692,7 @@ static void entry_free(struct axn_testhost *th, struct th_entry *e)
 }
 
 static int store_delete(struct axn_testhost *th, const char *kind, const char *ns,
-			const char *name)
+			const char *name, bool mine)
 {
 	struct th_entry *e;
 
@@ -695,6 +700,8 @@ static int store_delete(struct axn_testhost *th, const char *kind, const char *n
 		return -EINVAL;
 	if (!(e = store_lookup(th, kind, ns && *ns ? ns : NULL, name)))
 		return -ENOENT;
+	if (e->obj->mine != mine)
+		return -EPERM;
 	publish(th, AXN_EV_DELETED, e->obj);
 	entry_free(th, e);
 	return 0;
@@ -707,7 +714,7 @@ static int th_store_watch(struct axn_mod *self, const char *kind, axn_store_cb c
 	struct axn_handle *h;
 	struct th_entry *e;
 
-	if (!kind || !*kind || !cb || !ret_h)
+	if (!kind || !*kind || !cb)
 		return -EINVAL;
 	if (!(h = handle_new(th, TH_SUB, arg, kind)))
 		return -ENOMEM;
@@ -717,7 +724,8 @@ static int th_store_watch(struct axn_mod *self, const char *kind, axn_store_cb c
 			deliver(th, h, AXN_EV_ADDED, e->obj);
 	if (th->synced)
 		deliver(th, h, AXN_EV_SYNCED, NULL);
-	*ret_h = h;
+	if (ret_h)
+		*ret_h = h;
 	return 0;
 }
 
@@ -734,32 +742,35 @@ static int th_store_get(struct axn_mod *self, const char *kind, const char *ns, 
 	return 0;
 }
 
-static int route_status(struct axn_testhost *th, struct th_entry *e, const json_t *status)
+/* To the source that put this version of the object, as the core routes it. */
+static int route_status(struct axn_testhost *th, const struct axn_obj *obj, const json_t *status)
 {
+	const char *kind, *ns, *name;
 	json_t *copy;
+	char *key;
+	int r;
 
-	if (e->mine) {
+	if (obj->mine) {
 		if (!th->src_ops || !th->src_ops->write_status)
 			return -EOPNOTSUPP;
-		return th->src_ops->write_status(&th->mod, e->obj, status, th->src_arg);
+		return th->src_ops->write_status(&th->mod, obj, status, th->src_arg);
 	}
-	if (!(copy = json_deep_copy(status)))
+	doc_id(obj->doc, &kind, &ns, &name);
+	if (!(copy = json_deep_copy(status)) || !(key = make_key(kind, ns, name))) {
+		json_decref(copy);
 		return -ENOMEM;
-	return json_object_set_new(th->statuses, e->key, copy) ? -ENOMEM : 0;
+	}
+	r = json_object_set_new(th->statuses, key, copy) ? -ENOMEM : 0;
+	free(key);
+	return r;
 }
 
 static int th_store_set_status(struct axn_mod *self, const struct axn_obj *obj,
 			       const json_t *status)
 {
-	struct axn_testhost *th = th_of(self);
-	const char *kind, *ns, *name;
-	struct th_entry *e;
-
-	if (!obj || !status || doc_id(obj->doc, &kind, &ns, &name) < 0)
+	if (!obj || !status)
 		return -EINVAL;
-	if (!(e = store_lookup(th, kind, ns, name)))
-		return -ENOENT;
-	return route_status(th, e, status);
+	return route_status(th_of(self), obj, status);
 }
 
 static int th_source_register(struct axn_mod *self, const char *name,
@@ -793,7 +804,7 @@ static int th_source_delete(struct axn_mod *self, const char *kind, const char *
 {
 	struct axn_testhost *th = th_of(self);
 
-	return th->src_registered ? store_delete(th, kind, ns, name) : -EPERM;
+	return th->src_registered ? store_delete(th, kind, ns, name, true) : -EPERM;
 }
 
 static int th_source_synced(struct axn_mod *self)
@@ -872,7 +883,8 @@ static int th_selector_match(struct axn_mod *self, const json_t *selector, const
 
 	if (!selector || json_is_null(selector))
 		return 1;
-	if (!json_is_object(selector) || (labels && !json_is_null(labels) && !json_is_object(labels)))
+	if (!json_is_object(selector) ||
+	    (labels && !json_is_null(labels) && !json_is_object(labels)))
 		return -EINVAL;
 	/* Check every term even after a mismatch: a bad selector is bad whatever the labels. */
 	json_object_foreach((json_t *)selector, k, v) {
@@ -902,24 +914,6 @@ static int th_selector_match(struct axn_mod *self, const json_t *selector, const
 
 /* ---- API, metrics, agent facts ------------------------------------------- */
 
-static int th_api_register(struct axn_mod *self, const char *path, axn_api_cb cb, void *arg,
-			   struct axn_handle **ret_h)
-{
-	struct axn_testhost *th = th_of(self);
-	struct axn_handle *h;
-
-	if (!path || !*path || !cb || !ret_h)
-		return -EINVAL;
-	TAILQ_FOREACH(h, &th->handles, link)
-		if (h->kind == TH_API && !strcmp(h->name, path))
-			return -EEXIST;
-	if (!(h = handle_new(th, TH_API, arg, path)))
-		return -ENOMEM;
-	h->api.cb = cb;
-	*ret_h = h;
-	return 0;
-}
-
 static struct axn_handle *find_named(struct axn_testhost *th, enum th_kind kind, const char *name)
 {
 	struct axn_handle *h;
@@ -928,6 +922,24 @@ static struct axn_handle *find_named(struct axn_testhost *th, enum th_kind kind,
 		if (h->kind == kind && !strcmp(h->name, name))
 			return h;
 	return NULL;
+}
+
+static int th_api_register(struct axn_mod *self, const char *path, axn_api_cb cb, void *arg,
+			   struct axn_handle **ret_h)
+{
+	struct axn_testhost *th = th_of(self);
+	struct axn_handle *h;
+
+	if (!path || !*path || !cb)
+		return -EINVAL;
+	if (find_named(th, TH_API, path))
+		return -EEXIST;
+	if (!(h = handle_new(th, TH_API, arg, path)))
+		return -ENOMEM;
+	h->api.cb = cb;
+	if (ret_h)
+		*ret_h = h;
+	return 0;
 }
 
 static int th_metric_new(struct axn_mod *self, const char *name, uint32_t type, const char *help,
@@ -1017,7 +1029,7 @@ struct axn_testhost *axn_testhost_new(const struct axn_module_desc *desc, const 
 	TAILQ_INIT(&th->handles);
 	TAILQ_INIT(&th->objs);
 	TAILQ_INIT(&th->store);
-	STAILQ_INIT(&th->queue);
+	TAILQ_INIT(&th->queue);
 	pthread_mutex_init(&th->lock, NULL);
 	th->info = json_pack("{s:s}", "node_name", "testnode");
 	th->maps = json_object();
@@ -1103,6 +1115,23 @@ int axn_testhost_init(struct axn_testhost *th)
 	return r;
 }
 
+/* As the core when a source stops: its objects are no longer backed, its errors moot. */
+static void source_gone(struct axn_testhost *th)
+{
+	struct th_entry *e, *next;
+
+	for (e = TAILQ_FIRST(&th->store); e; e = next) {
+		next = TAILQ_NEXT(e, link);
+		if (e->obj->mine) {
+			publish(th, AXN_EV_DELETED, e->obj);
+			entry_free(th, e);
+		}
+	}
+	json_object_clear(th->errors);
+	th->src_registered = th->src_synced = false;
+	th->src_ops = NULL;
+}
+
 int axn_testhost_start(struct axn_testhost *th)
 {
 	int r = lc_check(th, LC_INIT, "start");
@@ -1111,13 +1140,18 @@ int axn_testhost_start(struct axn_testhost *th)
 		return r;
 	r = th->desc->start ? th->desc->start(&th->mod) : 0;
 	if (r < 0) {
-		/* A failed start must undo itself: what it left is a leak. */
+		/* As the core: what a failed start registered is undone, silently. */
+		source_gone(th);
 		queue_drop(th, NULL);
-		reclaim(th, "after a failed start");
+		while (!TAILQ_EMPTY(&th->handles))
+			handle_destroy(TAILQ_FIRST(&th->handles));
 		th->lc = LC_STOPPED;
 		return r;
 	}
 	th->lc = LC_UP;
+	/* The core's "every module has started": SYNCED may go out now. */
+	th->started = true;
+	check_synced(th);
 	return 0;
 }
 
@@ -1128,6 +1162,7 @@ int axn_testhost_stop(struct axn_testhost *th)
 	if (r < 0)
 		return r;
 	r = th->desc->stop ? th->desc->stop(&th->mod) : 0;
+	source_gone(th);
 	queue_drop(th, NULL);
 	reclaim(th, "at stop");
 	th->lc = LC_STOPPED;
@@ -1364,8 +1399,8 @@ int axn_testhost_run_pending(struct axn_testhost *th)
 
 	for (;;) {
 		pthread_mutex_lock(&th->lock);
-		if ((it = STAILQ_FIRST(&th->queue)))
-			STAILQ_REMOVE_HEAD(&th->queue, link);
+		if ((it = TAILQ_FIRST(&th->queue)))
+			TAILQ_REMOVE(&th->queue, it, link);
 		pthread_mutex_unlock(&th->lock);
 		if (!it)
 			return n;
@@ -1394,7 +1429,7 @@ int axn_testhost_inject(struct axn_testhost *th, uint32_t event, json_t *doc)
 	case AXN_EV_DELETED:
 		r = doc_id(doc, &kind, &ns, &name);
 		if (r == 0)
-			r = store_delete(th, kind, ns, name);
+			r = store_delete(th, kind, ns, name, false);
 		json_decref(doc);
 		return r;
 	case AXN_EV_SYNCED:
@@ -1461,7 +1496,7 @@ int axn_testhost_set_status(struct axn_testhost *th, const char *kind, const cha
 		return -EINVAL;
 	if (!(e = store_lookup(th, kind, ns, name)))
 		return -ENOENT;
-	return route_status(th, e, status);
+	return route_status(th, e->obj, status);
 }
 
 const json_t *axn_testhost_status(struct axn_testhost *th, const char *kind, const char *ns,

@@ -64,10 +64,10 @@ pct() {
 		if (NR == 0) { print "-"; exit }
 		i = int((p * NR + 99) / 100); if (i < 1) i = 1; if (i > NR) i = NR; print v[i] }'
 }
-verdict() { # VALUE TARGET
+verdict() { # VALUE TARGET (numbers, may have decimals)
 	case "$1" in
-	'' | - | *[!0-9]*) printf 'n/a' ;;
-	*) if [ "$1" -le "$2" ]; then printf 'ok'; else printf 'OVER'; fi ;;
+	'' | - | *[!0-9.]*) printf 'n/a' ;;
+	*) awk -v v="$1" -v t="$2" 'BEGIN { print (v + 0 <= t + 0) ? "ok" : "OVER" }' ;;
 	esac
 }
 
@@ -87,7 +87,7 @@ for ((i = 1; i <= RUNS; i++)); do
 	# The ready line may come a moment after the socket answers.
 	lab_wait_log 1 'msg="\{0,1\}ready' 5 "$off" || true
 	ms=$(tail -c +"$((off + 1))" "$(lab_log 1)" | grep 'msg="\{0,1\}ready' | head -n1 |
-		sed -n 's/.*[[:space:]]ready_ms=\([0-9][0-9]*\).*/\1/p')
+		sed -n 's/.*[[:space:]]ready_ms=\([0-9][0-9.]*\).*/\1/p')
 	ready_wall+=("$wall")
 	[ -n "$ms" ] && ready_log+=("$ms")
 	printf '  run %2d: ready_ms=%-4s exec->socket %s ms\n' "$i" "${ms:--}" "$wall"

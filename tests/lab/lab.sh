@@ -44,6 +44,17 @@ _lab_err() { printf 'lab: %s\n' "$*" >&2; }
 _lab_log() { [ "$LAB_VERBOSE" = 1 ] && printf 'lab: %s\n' "$*" >&2; return 0; }
 _lab_now_ms() { local t=${EPOCHREALTIME//[!0-9]/}; printf '%s' "$((10#$t / 1000))"; }
 
+# Sleep without forking /usr/bin/sleep (1 ms resolution instead of ~3 ms):
+# read with a timeout from a pipe nobody writes to.
+# Children get it closed ({_LAB_SLEEP_FD}>&- on their command line).
+_lab_sleep_init() {
+	[ -n "${_LAB_SLEEP_FD:-}" ] || exec {_LAB_SLEEP_FD}<> <(:)
+}
+_lab_sleep() {
+	_lab_sleep_init
+	read -r -t "$1" -u "$_LAB_SLEEP_FD" _ || true
+}
+
 _lab_need_init() {
 	if [ -z "${LAB_WORK:-}" ] || [ ! -d "$LAB_WORK" ]; then
 		_lab_err "lab_init has not run"
@@ -60,9 +71,9 @@ _lab_valid_node() {
 
 # Run an ip batch (stdin) inside namespace $1; on error show the batch.
 _lab_ipb() {
-	local ns=$1 batch out
-	batch=$(cat)
-	if ! out=$(printf '%s\n' "$batch" | ip -n "$ns" -b - 2>&1); then
+	local ns=$1 batch="" out
+	IFS= read -r -d '' batch || true
+	if ! out=$(ip -n "$ns" -b - <<<"$batch" 2>&1); then
 		_lab_err "ip -n $ns -b failed: $out"
 		printf '%s\n' "$batch" | sed 's/^/lab:   | /' >&2
 		return 1
@@ -131,7 +142,7 @@ _lab_stop_pid() { # PID STARTTIME SIGNAL TIMEOUT
 		n=$((t * 100))
 		for ((i = 0; i < n; i++)); do
 			_lab_pid_ours "$pid" "$st" || break
-			sleep 0.01
+			_lab_sleep 0.01
 		done
 		if _lab_pid_ours "$pid" "$st"; then
 			_lab_err "pid $pid did not exit ${t}s after SIG$sig; sending SIGKILL"
@@ -168,9 +179,9 @@ lab_node_ip4() { printf '%s.%s' "$LAB_LAN4" "$1"; }
 lab_node_ip6() { printf '%s:%x' "$LAB_LAN6" "$1"; }
 lab_pod_cidr4() { printf '10.200.%s.0/24' "$1"; }
 lab_pod_cidr6() { printf 'fd00:200:%x::/64' "$1"; }
-lab_agent_pid() { cat "$LAB_WORK/n$1/agent.pid" 2>/dev/null; }
-lab_pod_ip4() { sed -n 's/^ip4=//p' "$LAB_WORK/.pods/$1" 2>/dev/null; }
-lab_pod_ip6() { sed -n 's/^ip6=//p' "$LAB_WORK/.pods/$1" 2>/dev/null; }
+lab_agent_pid() { cat "$LAB_WORK/n$1/agent.pid" 2>/dev/null || true; }
+lab_pod_ip4() { sed -n 's/^ip4=//p' "$LAB_WORK/.pods/$1" 2>/dev/null || true; }
+lab_pod_ip6() { sed -n 's/^ip6=//p' "$LAB_WORK/.pods/$1" 2>/dev/null || true; }
 
 # Run a command inside a lab namespace: lab_exec n1 ping -c1 10.99.0.2
 lab_exec() {
@@ -181,13 +192,13 @@ lab_exec() {
 }
 
 # ---------------------------------------------------------------- binaries
-# The staged install: $AXN_STAGE, else the first of <build>/stage and
-# <build>/_build/stage (the top-level `make stage` default) that has axonemed.
+# The staged install (`make stage` -> <builddir>/stage): $AXN_STAGE, else the
+# first of $AXN_BUILD/stage, <repo>/_build/stage (tools/bootstrap.sh) and
+# <repo>/stage (an in-tree build) that has axonemed.
 lab_find_stage() {
 	local c
-	for c in "${AXN_STAGE:-}" \
-		"${AXN_BUILD:+$AXN_BUILD/stage}" "${AXN_BUILD:+$AXN_BUILD/_build/stage}" \
-		"$LAB_SRC/_build/stage" "$LAB_SRC/_build/_build/stage"; do
+	for c in "${AXN_STAGE:-}" "${AXN_BUILD:+$AXN_BUILD/stage}" \
+		"$LAB_SRC/_build/stage" "$LAB_SRC/stage"; do
 		[ -n "$c" ] || continue
 		if [ -x "$c/usr/local/sbin/axonemed" ]; then
 			printf '%s' "$c"
@@ -529,7 +540,8 @@ lab_spawn() {
 	shift 2
 	_lab_need_init || return 1
 	ns=$(lab_ns "$who")
-	ip netns exec "$ns" "$@" </dev/null >>"$LAB_WORK/$label.log" 2>&1 &
+	_lab_sleep_init
+	ip netns exec "$ns" "$@" </dev/null >>"$LAB_WORK/$label.log" 2>&1 {_LAB_SLEEP_FD}>&- &
 	LAB_SPAWN_PID=$!
 	printf '%s\n' "$LAB_SPAWN_PID" >"$LAB_WORK/$label.pid"
 	_lab_track_pid "$LAB_SPAWN_PID" "$label"
@@ -582,7 +594,8 @@ lab_agent_start() {
 	printf -- '--- lab: %s start: %s -c %s %s\n' "$(date -u +%FT%T.%3NZ)" "$AXONEMED" "$(lab_conf_path "$n")" "$*" >>"$log"
 	off=$(stat -c %s "$log")
 	t0=$(_lab_now_ms)
-	ip netns exec "$ns" "$AXONEMED" -c "$(lab_conf_path "$n")" "$@" </dev/null >>"$log" 2>&1 &
+	_lab_sleep_init
+	ip netns exec "$ns" "$AXONEMED" -c "$(lab_conf_path "$n")" "$@" </dev/null >>"$log" 2>&1 {_LAB_SLEEP_FD}>&- &
 	pid=$!
 	LAB_AGENT_PID=$pid
 	printf '%s\n' "$pid" >"$LAB_WORK/n$n/agent.pid"
@@ -609,7 +622,7 @@ lab_agent_start() {
 			lab_agent_stop "$n" TERM >/dev/null 2>&1 || true
 			return 1
 		fi
-		sleep 0.005
+		_lab_sleep 0.002
 	done
 }
 
@@ -656,7 +669,7 @@ lab_wait_log() {
 	local n=$1 pat=$2 t=${3:-5} off=${4:-0} i
 	for ((i = 0; i < t * 100; i++)); do
 		tail -c +"$((off + 1))" "$(lab_log "$n")" 2>/dev/null | grep -q -- "$pat" && return 0
-		sleep 0.01
+		_lab_sleep 0.01
 	done
 	return 1
 }
@@ -724,7 +737,7 @@ _LAB_EXIT_HOOKS=()
 
 _lab_exit_trap() {
 	local rc=$? h
-	trap - EXIT INT TERM
+	trap - EXIT INT TERM ERR
 	LAB_EXIT_RC=$rc # for the hooks
 	for h in "${_LAB_EXIT_HOOKS[@]}"; do
 		eval "$h" || true
@@ -733,8 +746,21 @@ _lab_exit_trap() {
 	exit "$rc"
 }
 
+# Under `set -e` a failing command ends the script without a word; say which.
+_lab_err_trap() {
+	local rc=$?
+	[ -z "${_LAB_ERR_SHOWN:-}" ] || return 0
+	_LAB_ERR_SHOWN=1
+	local cmd=": $BASH_COMMAND"
+	case "$BASH_COMMAND" in return*) cmd="" ;; esac
+	_lab_err "command failed (status $rc) at ${BASH_SOURCE[1]:-?}:${BASH_LINENO[0]:-?}$cmd"
+}
+
 # lab_cleanup_trap — tear the lab down on any exit, failure and ^C included.
+# Also turns on errtrace so an unexpected failure is reported with file:line.
 lab_cleanup_trap() {
+	set -o errtrace
+	trap _lab_err_trap ERR
 	trap _lab_exit_trap EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM

@@ -50,6 +50,11 @@ static const struct {
 	{"{\"matchLabels\":{\"a\":1}}", "{\"a\":\"1\"}", -EINVAL},
 	{"{\"matchLabels\":[\"a\"]}", "{}", -EINVAL},
 	{"\"app=x\"", "{}", -EINVAL},
+	/* A typo is an error, not "select everything". */
+	{"{\"matchLabel\":{\"a\":\"1\"}}", "{}", -EINVAL},
+	/* A bad term after a mismatching one is still reported. */
+	{"{\"matchLabels\":{\"a\":\"1\"},\"matchExpressions\":[{\"key\":\"b\",\"operator\":\"Like\"}]}",
+	 "{\"a\":\"2\"}", -EINVAL},
 };
 
 static void test_table(void **state)

@@ -14,7 +14,11 @@
  *    success;
  *  - everything runs on the agent's single loop thread, except post(), which
  *    any thread may call;
- *  - pointers passed to callbacks are borrowed for the duration of the call.
+ *  - pointers passed to callbacks are borrowed for the duration of the call;
+ *  - ret_h is required for io_add, timer_add and metric_new, optional (NULL)
+ *    for store_watch and api_register (the core reclaims those at stop);
+ *  - a handle may be freed from inside its own callback; a one-shot timer
+ *    stays allocated after it fires, until handle_free.
  */
 #ifndef AXONEME_HOST_H
 #define AXONEME_HOST_H
@@ -169,20 +173,32 @@ struct axn_host {
 	int (*hook_detach)(struct axn_mod *self, struct axn_handle *h);
 
 	/* --- resource store ----------------------------------------------------- */
-	/* Subscribe to a kind ("Service", "cilium.io/v2alpha1/CiliumLoadBalancerIPPool" or bare kind). */
+	/*
+	 * Subscribe to a kind: "Service", or "group/Kind" to restrict the API
+	 * group ("cilium.io/CiliumLoadBalancerIPPool"; a version in between is
+	 * accepted and ignored).
+	 */
 	int (*store_watch)(struct axn_mod *self, const char *kind, axn_store_cb cb, void *arg,
 			   struct axn_handle **ret_h);
 	/* A new reference to the object, or -ENOENT. ns may be NULL for cluster-scoped kinds. */
 	int (*store_get)(struct axn_mod *self, const char *kind, const char *ns, const char *name,
 			 struct axn_obj **ret_obj);
-	/* Write status for an object; routed to the source that owns it. `status` is borrowed. */
+	/*
+	 * Write status for an object; routed to the source that owns it. `status`
+	 * is borrowed. The source's write_status runs synchronously inside this
+	 * call and normally re-puts the object, which subscribers then see as
+	 * MODIFIED (so write only when the status differs).
+	 */
 	int (*store_set_status)(struct axn_mod *self, const struct axn_obj *obj,
 				const struct json_t *status);
 
 	/* Sources only. */
 	int (*source_register)(struct axn_mod *self, const char *name,
 			       const struct axn_source_ops *ops, void *arg);
-	/* Add or replace an object; takes ownership of `doc` (a complete manifest). */
+	/*
+	 * Add or replace an object; takes ownership of `doc` (a complete
+	 * manifest), even when it fails. An equal document is not an event.
+	 */
 	int (*source_put)(struct axn_mod *self, struct json_t *doc);
 	int (*source_delete)(struct axn_mod *self, const char *kind, const char *ns,
 			     const char *name);

@@ -22,15 +22,19 @@
  *  - io_add only records the watch: axn_testhost_io_fire() calls it.
  *  - defer and post queue their call; so does every store delivery. Nothing
  *    runs until axn_testhost_run_pending(), which drains the queue in order.
- *  - The store is real and in memory: objects keyed by kind/namespace/name;
- *    store_watch replays ADDED for what exists, then SYNCED once every source
- *    has synced, then ADDED/MODIFIED/DELETED. Every put of an existing key is
- *    a MODIFIED, even if the document is equal: a source that re-puts
- *    unchanged objects shows up in the journal. Kinds are watched by bare
- *    kind or by "<apiVersion>/<kind>" (apiVersion compared exactly).
- *  - The test plays a second source with axn_testhost_inject(); status that
- *    the module writes for those objects is recorded (axn_testhost_status()).
- *    Status for the module's own objects goes to its write_status op.
+ *  - The store is real and in memory and follows the core's rules: objects
+ *    keyed by kind/namespace/name, one source per object (a put over another
+ *    source's object is -EEXIST, its delete -EPERM); store_watch replays
+ *    ADDED for what exists, then SYNCED once the module has started and every
+ *    source has synced, then ADDED/MODIFIED/DELETED. A put of an equal
+ *    document delivers nothing. Kinds are watched bare ("Service", any group)
+ *    or with a group ("cilium.io/v2alpha1/CiliumLoadBalancerIPPool": the
+ *    group is compared, "" for core kinds).
+ *  - The test plays a second source with axn_testhost_inject() (if it
+ *    injects before the module starts, SYNCED waits for
+ *    axn_testhost_inject(th, AXN_EV_SYNCED, NULL)); status that the module
+ *    writes for those objects is recorded (axn_testhost_status()). Status
+ *    for the module's own objects goes to its write_status op.
  *  - map_open fails with -EOPNOTSUPP unless axn_testhost_set_map() gave a
  *    fd for the name (the fd stays the test's: the fake never closes it);
  *    hook_* always fail with -EOPNOTSUPP.
@@ -71,13 +75,21 @@ int axn_testhost_free(struct axn_testhost *th);
 struct axn_mod *axn_testhost_mod(struct axn_testhost *th);
 const void *axn_testhost_conf(struct axn_testhost *th);
 
-/* Lifecycle; each returns the hook's result (0 if the hook is NULL). */
+/*
+ * Lifecycle; each returns the hook's result (0 if the hook is NULL). A failed
+ * start is undone as the core does (handles and objects dropped, no leak
+ * reported); the module can then only be fini'd.
+ */
 int axn_testhost_init(struct axn_testhost *th);
 int axn_testhost_start(struct axn_testhost *th);
-/* Reclaims leftover handles afterwards, reporting them as leaks. */
+/*
+ * As the core: the module's objects are deleted from the store (its source
+ * is gone), its errors cleared, queued calls dropped; handles it still holds
+ * are reclaimed and reported as leaks.
+ */
 int axn_testhost_stop(struct axn_testhost *th);
 void axn_testhost_fini(struct axn_testhost *th);
-/* Apply new overrides: reconfigure in place, or stop/fini/init/start if it is NULL or -EOPNOTSUPP. */
+/* New overrides: reconfigure in place, or stop/fini/init/start if NULL or -EOPNOTSUPP. */
 int axn_testhost_reconfigure(struct axn_testhost *th, const char *const *conf);
 
 /* Agent facts and fake maps. value NULL removes the key. */
@@ -121,11 +133,13 @@ const json_t *axn_testhost_store_doc(struct axn_testhost *th, const char *kind, 
 				     const char *name);
 size_t axn_testhost_store_count(struct axn_testhost *th, const char *kind); /* kind NULL: all */
 /*
- * Every change to the store since the last clear, whoever subscribes:
- * [{"event": "ADDED"|"MODIFIED"|"DELETED", "kind", "namespace", "name", "object"}].
+ * Every put and delete since the last clear, whoever subscribes:
+ * [{"event", "kind", "namespace", "name", "object"}], event one of "ADDED",
+ * "MODIFIED", "DELETED" or "UNCHANGED" (a put of an equal document, which
+ * subscribers do not see: a source re-putting what did not change shows here).
  */
 const json_t *axn_testhost_events(struct axn_testhost *th);
-/* How many of those match; 0/NULL arguments match anything. */
+/* How many of those match; 0/NULL arguments match anything (UNCHANGED too). */
 size_t axn_testhost_events_count(struct axn_testhost *th, uint32_t event, const char *kind,
 				 const char *name);
 void axn_testhost_events_clear(struct axn_testhost *th);

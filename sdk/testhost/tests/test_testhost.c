@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 /* test_testhost.c - the fake host behaves as axoneme/testhost.h promises. */
-#define AXN_MODULE_STATIC
+#ifndef AXN_MODULE_STATIC
+#define AXN_MODULE_STATIC /* the fake module below is linked in, not loaded */
+#endif
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -215,16 +217,19 @@ static void test_conf(void **unused)
 	assert_null(c->kinds[1]);
 	assert_int_equal(axn_testhost_free(th), 0);
 
+	/* Unknown key, out of range, not a boolean. */
 	assert_null(axn_testhost_new(&axn_module_fake_desc, (const char *[]){"nope", "1", NULL}));
-	assert_null(axn_testhost_new(&axn_module_fake_desc, (const char *[]){"interval", "0", NULL}));
-	assert_null(axn_testhost_new(&axn_module_fake_desc, (const char *[]){"loud", "maybe", NULL}));
+	assert_null(axn_testhost_new(&axn_module_fake_desc,
+				     (const char *[]){"interval", "0", NULL}));
+	assert_null(axn_testhost_new(&axn_module_fake_desc,
+				     (const char *[]){"loud", "maybe", NULL}));
 }
 
 static void test_timers_logs_metrics_api(void **unused)
 {
 	struct axn_testhost *th = up((const char *[]){"interval", "100", NULL});
 	struct fake *f = axn_testhost_mod(th)->state;
-	json_t *resp = NULL;
+	json_t *resp = NULL, *args;
 	char *err = NULL;
 	double v;
 
@@ -247,9 +252,9 @@ static void test_timers_logs_metrics_api(void **unused)
 	assert_int_equal(axn_testhost_api_call(th, "fake/hello", NULL, &resp, &err), 0);
 	assert_string_equal(json_string_value(json_object_get(resp, "greeting")), "hello");
 	json_decref(resp);
-	assert_int_equal(axn_testhost_api_call(th, "hello", json_pack("{s:b}", "fail", 1), &resp,
-					       &err),
-			 -EINVAL);
+	args = json_pack("{s:b}", "fail", 1);
+	assert_int_equal(axn_testhost_api_call(th, "hello", args, &resp, &err), -EINVAL);
+	json_decref(args);
 	assert_string_equal(err, "asked to fail");
 	free(err);
 	assert_int_equal(axn_testhost_api_call(th, "fake/none", NULL, NULL, NULL), -ENOENT);
@@ -261,7 +266,10 @@ static void test_store_delivery(void **unused)
 	struct axn_testhost *th = axn_testhost_new(&axn_module_fake_desc, NULL);
 	struct fake *f;
 	struct axn_obj *obj;
-	const char *expect[] = {"ADDED a", "ADDED b", "SYNCED", "MODIFIED a", "DELETED b", "ADDED c"};
+	struct axn_mod *self;
+	json_t *st;
+	const char *expect[] = {"ADDED a",    "ADDED b",   "SYNCED",
+				"MODIFIED a", "DELETED b", "ADDED c"};
 
 	assert_int_equal(axn_testhost_inject(th, AXN_EV_ADDED, svc("a", "10.0.0.1")), 0);
 	assert_int_equal(axn_testhost_inject(th, AXN_EV_ADDED, svc("b", "10.0.0.2")), 0);
@@ -285,8 +293,7 @@ static void test_store_delivery(void **unused)
 		assert_string_equal(json_string_value(json_array_get(f->seen, i)), expect[i]);
 
 	assert_int_equal(axn_testhost_store_count(th, "Service"), 2);
-	assert_int_equal(axn_testhost_store_count(th, "v1/Service"), 2);
-	assert_int_equal(axn_testhost_store_count(th, "v2/Service"), 0);
+	assert_int_equal(axn_testhost_store_count(th, "cilium.io/v2/Service"), 0);
 	assert_string_equal(json_string_value(json_object_get(
 				    json_object_get(axn_testhost_store_doc(th, "Service", "default",
 									   "a"),
@@ -303,9 +310,10 @@ static void test_store_delivery(void **unused)
 	assert_int_equal(axn_testhost_mod(th)->host->store_get(axn_testhost_mod(th), "Service",
 								 "default", "a", &obj),
 			 0);
-	assert_int_equal(axn_testhost_mod(th)->host->store_set_status(
-				 axn_testhost_mod(th), obj, json_pack("{s:s}", "phase", "ok")),
-			 0);
+	st = json_pack("{s:s}", "phase", "ok");
+	self = axn_testhost_mod(th);
+	assert_int_equal(self->host->store_set_status(self, obj, st), 0);
+	json_decref(st);
 	axn_testhost_mod(th)->host->obj_unref(obj);
 	assert_string_equal(json_string_value(json_object_get(
 				    axn_testhost_status(th, "Service", "default", "a"), "phase")),
@@ -323,8 +331,18 @@ static void test_module_source(void **unused)
 
 	assert_int_equal(h->source_put(self, svc("m", "10.1.0.1")), 0);
 	assert_int_equal(h->source_put(self, svc("m", "10.1.0.1")), 0);
-	/* A re-put of an equal document still is a MODIFIED. */
+	assert_int_equal(h->source_put(self, svc("m", "10.1.0.2")), 0);
+	/* An equal document is journaled as UNCHANGED and not delivered. */
+	assert_int_equal(axn_testhost_events_count(th, AXN_EV_ADDED, "Service", "m"), 1);
 	assert_int_equal(axn_testhost_events_count(th, AXN_EV_MODIFIED, "Service", "m"), 1);
+	assert_int_equal(axn_testhost_events_count(th, 0, "Service", "m"), 3);
+	/* ADDED and MODIFIED; no SYNCED: the module's source never said it synced. */
+	assert_int_equal(axn_testhost_run_pending(th), 2);
+	/* One source per object. */
+	assert_int_equal(axn_testhost_inject(th, AXN_EV_ADDED, svc("m", "10.9.9.9")), -EEXIST);
+	assert_int_equal(axn_testhost_inject(th, AXN_EV_ADDED, svc("t", "10.9.9.9")), 0);
+	assert_int_equal(h->source_delete(self, "Service", "default", "t"), -EPERM);
+	assert_int_equal(h->source_put(self, svc("t", "10.1.0.1")), -EEXIST);
 	assert_int_equal(h->source_put(self, json_pack("{s:s}", "kind", "Service")), -EINVAL);
 	assert_int_equal(axn_testhost_set_status(th, "Service", "default", "m", st), 0);
 	assert_true(json_equal(json_object_get(f->statuses, "m"), st));
@@ -394,7 +412,8 @@ static void test_selector(void **unused)
 			     labels),
 			 -EINVAL);
 	assert_int_equal(sel(th, "{\"matchLabels\": {\"app\": \"db\"}, \"matchExpressions\": "
-				 "[{\"key\": \"a\", \"operator\": \"Exists\", \"values\": [\"x\"]}]}",
+				 "[{\"key\": \"a\", \"operator\": \"Exists\", "
+				 "\"values\": [\"x\"]}]}",
 			     labels),
 			 -EINVAL);
 	assert_int_equal(sel(th, "{\"matchLabel\": {\"app\": \"web\"}}", labels), -EINVAL);
