@@ -36,6 +36,7 @@
 
 #include "axn_root.skel.h"
 #include "chain_bench.skel.h"
+#include "../bpf/pkt.h"
 
 enum { TC, XDP, KINDS };
 #define MAX_LINKS 4
@@ -50,29 +51,7 @@ static struct {
 	struct chain_bench *progs[KINDS][MAX_LINKS]; /* one per slot: distinct programs */
 } B;
 
-static uint8_t pkt[sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr)];
-
-static void build_packet(void)
-{
-	struct ethhdr *eth = (void *)pkt;
-	struct iphdr *ip = (void *)(eth + 1);
-	struct tcphdr *tcp = (void *)(ip + 1);
-
-	memcpy(eth->h_dest, "\x02\x00\x00\x00\x00\x02", ETH_ALEN);
-	memcpy(eth->h_source, "\x02\x00\x00\x00\x00\x01", ETH_ALEN);
-	eth->h_proto = htons(ETH_P_IP);
-	ip->version = 4;
-	ip->ihl = 5;
-	ip->ttl = 64;
-	ip->protocol = IPPROTO_TCP;
-	ip->tot_len = htons(sizeof(*ip) + sizeof(*tcp));
-	ip->saddr = htonl(0x0a000001);
-	ip->daddr = htonl(0x0a000002);
-	tcp->source = htons(40000);
-	tcp->dest = htons(80);
-	tcp->doff = 5;
-	tcp->syn = 1;
-}
+static struct pkt_tcp4 pkt;
 
 static int setup(void)
 {
@@ -165,7 +144,7 @@ static int publish(int k, int n)
 /* ns per packet of one BPF_PROG_TEST_RUN with `repeat` repetitions. */
 static int time_once(int fd, uint32_t repeat, int want, uint32_t *ret_ns)
 {
-	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = pkt, .data_size_in = sizeof(pkt),
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = &pkt, .data_size_in = sizeof(pkt),
 		    .repeat = repeat);
 	int r;
 
@@ -236,7 +215,7 @@ int main(int argc, char **argv)
 		return 77;
 	}
 	setvbuf(stdout, NULL, _IONBF, 0);
-	build_packet();
+	pkt_tcp4_syn(&pkt);
 	r = setup();
 	if (r) {
 		fprintf(stderr, "chain-bench: setup failed: %s\n", strerror(-r));

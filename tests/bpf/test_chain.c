@@ -32,6 +32,7 @@
 #include "axn_root.skel.h"
 #include "chain_test.h"
 #include "chain_test.skel.h"
+#include "pkt.h"
 
 enum { TC, XDP };
 
@@ -49,7 +50,7 @@ static struct {
 	struct chain_test *progs[2];
 } F = {.chain = {-1, -1}, .bank = -1, .pos = -1};
 
-static uint8_t pkt[sizeof(struct ethhdr) + sizeof(struct iphdr) + sizeof(struct tcphdr)];
+static struct pkt_tcp4 pkt;
 
 /* --- setup ------------------------------------------------------------------ */
 
@@ -108,34 +109,11 @@ static int progs_open(int kind, int trace_fd, struct chain_test **ret)
 	return 0;
 }
 
-static void build_packet(void)
-{
-	struct ethhdr *eth = (void *)pkt;
-	struct iphdr *ip = (void *)(eth + 1);
-	struct tcphdr *tcp = (void *)(ip + 1);
-
-	memset(pkt, 0, sizeof(pkt));
-	memcpy(eth->h_dest, "\x02\x00\x00\x00\x00\x02", ETH_ALEN);
-	memcpy(eth->h_source, "\x02\x00\x00\x00\x00\x01", ETH_ALEN);
-	eth->h_proto = htons(ETH_P_IP);
-	ip->version = 4;
-	ip->ihl = 5;
-	ip->ttl = 64;
-	ip->protocol = IPPROTO_TCP;
-	ip->tot_len = htons(sizeof(*ip) + sizeof(*tcp));
-	ip->saddr = htonl(0x0a000001);
-	ip->daddr = htonl(0x0a000002);
-	tcp->source = htons(40000);
-	tcp->dest = htons(80);
-	tcp->doff = 5;
-	tcp->syn = 1;
-}
-
 static int group_setup(void **state)
 {
 	int r;
 
-	build_packet();
+	pkt_tcp4_syn(&pkt);
 	for (int k = TC; k <= XDP; k++) {
 		F.chain[k] =
 		    bpf_map_create(BPF_MAP_TYPE_PROG_ARRAY, k == TC ? "t_chain_tc" : "t_chain_xdp",
@@ -251,7 +229,7 @@ static void run(int kind, int prog_fd, struct result *res)
 {
 	int fd = bpf_map__fd(F.progs[TC]->maps.trace);
 	struct __sk_buff skb = {0};
-	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = pkt, .data_size_in = sizeof(pkt),
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = &pkt, .data_size_in = sizeof(pkt),
 		    .repeat = 1);
 
 	if (kind == TC) {

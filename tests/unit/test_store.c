@@ -205,7 +205,9 @@ static void test_source_errors_and_api(void **state)
 	assert_int_equal(H->source_put(&src->pub, svc("default", "b", "10.96.0.2")), 0);
 	assert_int_equal(H->source_put(&src->pub, svc("default", "a", "10.96.0.1")), 0);
 	assert_int_equal(H->source_error(&src->pub, "bad.yaml:3:1", "mapping values are not allowed"), 0);
-	assert_int_equal(store_api_resources(json_object(), &resp, &err), 0);
+	args = json_object();
+	assert_int_equal(store_api_resources(args, &resp, &err), 0);
+	json_decref(args);
 	assert_int_equal(json_integer_value(json_object_get(json_array_get(json_object_get(resp, "kinds"), 0), "count")), 2);
 	assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(resp, "errors"), 0), "where")),
 			    "bad.yaml:3:1");
@@ -226,7 +228,9 @@ static void test_source_errors_and_api(void **state)
 
 	/* Clearing the error removes it. */
 	assert_int_equal(H->source_error(&src->pub, "bad.yaml:3:1", NULL), 0);
-	assert_int_equal(store_api_resources(json_object(), &resp, &err), 0);
+	args = json_object();
+	assert_int_equal(store_api_resources(args, &resp, &err), 0);
+	json_decref(args);
 	assert_int_equal(json_array_size(json_object_get(resp, "errors")), 0);
 	json_decref(resp);
 	harness_free(h);
