@@ -8,6 +8,11 @@ top=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$top/_build"
 rc=0
 make -j"$(nproc)" check || rc=$?
+# The same unit, module and BPF tests again under ASAN + UBSAN (the netns lab
+# tests ran above; they skip here).
+mkdir -p asan
+(cd asan && { [ -f Makefile ] || "$top/configure" -q --enable-sanitizers 2>&1 | grep -v "cannot remove 'core'" || true; } &&
+	make -j"$(nproc)" >/dev/null && AXN_SKIP_LAB=1 make -j"$(nproc)" check) || rc=$?
 # One summary over every suite, as automake's harness wrote them.
 pass=0 fail=0 skip=0
 while IFS= read -r log; do

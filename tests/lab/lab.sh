@@ -269,6 +269,11 @@ lab_moduledir() {
 
 # ---------------------------------------------------------------- lifecycle
 lab_require_root() {
+	if [ -n "${AXN_SKIP_LAB:-}" ]; then
+		# test.sh's sanitizer pass: unit and BPF tests only, the lab ran already.
+		echo "SKIP: ${0##*/}: AXN_SKIP_LAB is set"
+		exit 77
+	fi
 	if [ "$(id -u)" -ne 0 ]; then
 		echo "SKIP: ${0##*/} needs root (network namespaces, bpffs, cgroups)"
 		exit 77
