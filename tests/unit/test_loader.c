@@ -182,6 +182,70 @@ static void test_module_dir_permissions(void **state)
 	rmdir(dir);
 }
 
+/* fx_leaky's conf struct, as its option table fills it. */
+struct leaky_conf {
+	int64_t period_ms;
+	const char *label;
+	int verbose;
+};
+
+static void rewrite(struct harness *h, const char *conf)
+{
+	FILE *f = fopen(h->conf_path, "w");
+
+	assert_non_null(f);
+	fprintf(f, "agent: { moduledir = \"%s\"; bpffs = \"/tmp/axn-unit-nobpf\"; rundir = \"/tmp/axn-unit-run\"; node_name = \"unit\"; };\n%s",
+		FIXTURE_DIR, conf);
+	fclose(f);
+}
+
+static void test_reload(void **state)
+{
+	struct harness *h = harness_new("modules = ( \"fx_good\" );\n");
+
+	logs_reset();
+	assert_int_equal(agent_start_modules(h->a), 0);
+
+	/* Add a module that depends on the running one: it starts, fx_good stays up. */
+	rewrite(h, "modules = ( \"fx_user\", \"fx_good\" );\n");
+	assert_int_equal(agent_reload(h->a), 0);
+	assert_int_equal(harness_mod(h, "fx_user")->state, MOD_UP);
+	assert_int_equal(harness_mod(h, "fx_good")->state, MOD_UP);
+	assert_null(logs_find("module=fx_good", "restarting", NULL));
+
+	/* A broken file changes nothing. */
+	rewrite(h, "modules = ( \"fx_user\" \n");
+	assert_true(agent_reload(h->a) < 0);
+	assert_non_null(logs_find("reload rejected", ":3:", NULL));
+	assert_int_equal(harness_mod(h, "fx_user")->state, MOD_UP);
+
+	/* Bad option for a new module: rejected whole, fx_user keeps running. */
+	rewrite(h, "modules = ( \"fx_user\", \"fx_good\", \"fx_leaky\" );\nfx_leaky: { period_ms = 5; };\n");
+	assert_true(agent_reload(h->a) < 0);
+	assert_null(harness_mod(h, "fx_leaky"));
+	assert_int_equal(harness_mod(h, "fx_user")->state, MOD_UP);
+
+	/* A new cycle is rejected too. */
+	rewrite(h, "modules = ( \"fx_user\", \"fx_good\", \"fx_cycle_a\", \"fx_cycle_b\" );\n");
+	assert_true(agent_reload(h->a) < 0);
+	assert_non_null(logs_find("reload rejected", "dependency cycle", NULL));
+	assert_null(harness_mod(h, "fx_cycle_a"));
+
+	/* Remove fx_user; changed options restart fx_leaky (it has no reconfigure). */
+	rewrite(h, "modules = ( \"fx_good\", \"fx_leaky\" );\nfx_leaky: { label = \"a\"; };\n");
+	assert_int_equal(agent_reload(h->a), 0);
+	assert_null(harness_mod(h, "fx_user"));
+	assert_int_equal(harness_mod(h, "fx_leaky")->state, MOD_UP);
+	rewrite(h, "modules = ( \"fx_good\", \"fx_leaky\" );\nfx_leaky: { label = \"b\"; };\n");
+	logs_reset();
+	assert_int_equal(agent_reload(h->a), 0);
+	assert_non_null(logs_find("module=fx_leaky", "configuration changed; restarting", NULL));
+	assert_string_equal(((struct leaky_conf *)harness_mod(h, "fx_leaky")->conf)->label, "b");
+	assert_int_equal(harness_mod(h, "fx_leaky")->state, MOD_UP);
+	agent_stop_modules(h->a);
+	harness_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -199,6 +263,7 @@ int main(void)
 		cmocka_unit_test(test_leaked_timer_reclaimed),
 		cmocka_unit_test(test_bad_option_rejected_before_code_runs),
 		cmocka_unit_test(test_module_dir_permissions),
+		cmocka_unit_test(test_reload),
 	};
 
 	logs_reset();
