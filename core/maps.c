@@ -351,6 +351,7 @@ int maps_dump(struct agent *a, const char *name, json_t **ret, char **ret_err)
 	__u32 len = sizeof(info);
 	unsigned char *key = NULL, *next = NULL, *val = NULL;
 	json_t *entries = NULL;
+	bool truncated = false;
 	size_t vsz;
 	int fd = -1, r, ncpu;
 
@@ -381,8 +382,10 @@ int maps_dump(struct agent *a, const char *name, json_t **ret, char **ret_err)
 		char *k, *v;
 
 		memcpy(key, next, info.key_size);
-		if (json_array_size(entries) >= 100000)
-			break; /* a dump is for people; keep it bounded */
+		if (json_array_size(entries) >= 100000) {
+			truncated = true; /* a dump is for people; keep it bounded */
+			break;
+		}
 		if (bpf_map_lookup_elem(fd, key, val) < 0)
 			continue; /* gone meanwhile, or not readable (prog arrays' empty slots) */
 		k = hex(key, info.key_size);
@@ -391,8 +394,8 @@ int maps_dump(struct agent *a, const char *name, json_t **ret, char **ret_err)
 		free(k);
 		free(v);
 	}
-	*ret = json_pack("{s:s, s:s, s:o}", "name", name, "type", map_type_name(info.type),
-			 "entries", entries);
+	*ret = json_pack("{s:s, s:s, s:o, s:b}", "name", name, "type", map_type_name(info.type),
+			 "entries", entries, "truncated", truncated);
 	entries = NULL;
 	r = 0;
 out:
