@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * cli.c - the `axoneme` command line. It sends one request to axonemed's
- * local API (a JSON line on a unix socket, docs/internal-contract.md), reads
+ * local API (a JSON line on a unix socket, docs/api.md), reads
  * the answer until EOF and prints it as tables for people or, with -o json,
  * as the answer's "data" member pretty printed for scripts.
  *
