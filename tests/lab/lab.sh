@@ -174,6 +174,8 @@ lab_log() { printf '%s/n%s/agent.log' "$LAB_WORK" "$1"; }
 lab_statedir() { printf '%s/n%s/state' "$LAB_WORK" "$1"; }
 lab_bpffs() { printf '%s/n%s' "$LAB_BPF" "$1"; }
 lab_cgroup() { printf '%s/n%s' "$LAB_CG" "$1"; }
+# The same cgroup as the node's agent sees it (through the lab's cgroup2 mount).
+lab_cgroup_agent() { printf '%s/n%s' "$LAB_CG_AGENT" "$1"; }
 lab_node_name() { printf 'node%s' "$1"; }
 lab_node_ip4() { printf '%s.%s' "$LAB_LAN4" "$1"; }
 lab_node_ip6() { printf '%s:%x' "$LAB_LAN6" "$1"; }
@@ -330,6 +332,14 @@ lab_init() {
 	export LAB_CG
 	mkdir "$LAB_CG" || { _lab_err "mkdir $LAB_CG failed"; return 1; }
 	printf '%s\n' "$LAB_CG" >"$LAB_WORK/.cgroup"
+	# `ip netns exec` remounts /sys, hiding the cgroup tree from agents in a
+	# node: they see the same hierarchy through a mount in the work dir.
+	LAB_CG2=$LAB_WORK/cg2
+	export LAB_CG2
+	mkdir "$LAB_CG2" && mount -t cgroup2 "$prefix-cg2" "$LAB_CG2" ||
+		{ _lab_err "mount -t cgroup2 at $LAB_CG2 failed"; return 1; }
+	LAB_CG_AGENT=$LAB_CG2/$prefix
+	export LAB_CG_AGENT
 	_lab_log "init $prefix: work $LAB_WORK, bpffs $LAB_BPF, cgroup $LAB_CG"
 }
 
@@ -418,7 +428,7 @@ lab_conf() {
 		printf '  bpffs = "%s";\n' "$(lab_bpffs "$n")"
 		printf '  rundir = "%s";\n' "$(lab_rundir "$n")"
 		[ -n "$moduledir" ] && printf '  moduledir = "%s";\n' "$moduledir"
-		printf '  cgroup = "%s";\n' "$(lab_cgroup "$n")"
+		printf '  cgroup = "%s";\n' "$(lab_cgroup_agent "$n")"
 		printf '  metrics = "%s";\n' "$LAB_METRICS"
 		printf '  log_level = "%s";\n' "$LAB_LOG_LEVEL"
 		printf '};\n'
@@ -703,6 +713,9 @@ lab_down() {
 			ip netns del "$ns" 2>/dev/null || { _lab_err "ip netns del $ns failed"; rc=1; }
 		done
 		: >"$LAB_WORK/.netns"
+	fi
+	if [ -n "${LAB_CG2:-}" ] && mountpoint -q "$LAB_CG2" 2>/dev/null; then
+		umount "$LAB_CG2" 2>/dev/null || umount -l "$LAB_CG2" || { _lab_err "umount $LAB_CG2 failed"; rc=1; }
 	fi
 	if [ -e "$LAB_WORK/.bpf-mounted" ]; then
 		if mountpoint -q "$LAB_BPF"; then

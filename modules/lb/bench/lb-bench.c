@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * lb-bench - numbers for the lb module, printed, never asserted (run by
+ * bench/lb-program.sh and bench/lb-connect.sh; needs root for BPF).
+ *
+ *   lb-bench program N B     N services x B backends: from the store (the
+ *                            testhost's, replaying N Services + N slices) into
+ *                            real maps through the module's own code path;
+ *                            prints wall time, map ops, syscalls and RSS.
+ *   lb-bench connect N CG    N services in the maps, the socket LB attached to
+ *                            cgroup dir CG; connect() p50/p99 to the last one
+ *                            (VIP 10.96.x.x:80 -> 127.0.0.1:PORT) and, as the
+ *                            "no rules" floor, straight to 127.0.0.1:PORT.
+ *   lb-bench connect-raw IP DPORT LPORT COUNT
+ *                            connect() p50/p99 to IP:DPORT with a listener on
+ *                            127.0.0.1:LPORT (the iptables runs).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/libbpf.h>
+
+#include <axoneme/testhost.h>
+
+#include "lb_shared.h"
+#include "lb_sock.skel.h"
+#include "tests/lb_test.h"
+
+extern const struct axn_module_desc axn_module_lb_desc;
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static long rss_kb(void)
+{
+	char line[256];
+	long kb = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "VmRSS:", 6))
+			kb = strtol(line + 6, NULL, 10);
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+static void ip4(char *buf, size_t len, uint32_t base, uint32_t i)
+{
+	uint32_t a = base + i;
+
+	snprintf(buf, len, "%u.%u.%u.%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
+}
+
+static json_t *service(uint32_t i)
+{
+	char name[32], ip[32];
+
+	snprintf(name, sizeof(name), "svc%u", i);
+	ip4(ip, sizeof(ip), 0x0a600000u, i); /* 10.96.0.0 + i */
+	return lbt_service("bench", name, ip, 80, "TCP", NULL);
+}
+
+static json_t *slice(uint32_t i, uint32_t nb, uint32_t be_base, uint16_t port)
+{
+	char name[32], sl[40];
+	json_t *eps = json_array();
+
+	snprintf(name, sizeof(name), "svc%u", i);
+	snprintf(sl, sizeof(sl), "svc%u-x", i);
+	for (uint32_t b = 0; b < nb; b++) {
+		char ip[32];
+
+		ip4(ip, sizeof(ip), be_base, i * nb + b);
+		json_array_append_new(eps, json_pack("{s:[s], s:s, s:{s:b}}", "addresses", ip,
+						     "nodeName", "n1", "conditions", "ready", 1));
+	}
+	return json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s, s:[{s:s, s:i, s:s}], s:o}",
+			 "apiVersion", "discovery.k8s.io/v1", "kind", "EndpointSlice", "metadata",
+			 "name", sl, "namespace", "bench", "labels", "kubernetes.io/service-name",
+			 name, "addressType", "IPv4", "ports", "name", "p", "port", port, "protocol",
+			 "TCP", "endpoints", eps);
+}
+
+static int bench_program(uint32_t n, uint32_t nb)
+{
+	uint32_t max[LBM_N];
+	int fd[LBM_N], r;
+	char svcmax[32], bemax[32], rnmax[32];
+	const char *conf[] = {"socket_lb", "false", "services_max", svcmax, "backends_max", bemax,
+			      "revnat_max", rnmax, NULL};
+	struct axn_testhost *th;
+	long rss0 = rss_kb(), rss1, rss2;
+	double t0, t1, v = 0;
+
+	for (int i = 0; i < LBM_N; i++)
+		max[i] = 1024;
+	max[LBM_SVC4] = n * (nb + 1) + 16;
+	max[LBM_BE4] = n * nb + 16;
+	max[LBM_RN4] = n + 16;
+	max[LBM_SK4] = max[LBM_SK6] = 262144;
+	max[LBM_AFF] = 65536;
+	snprintf(svcmax, sizeof(svcmax), "%u", max[LBM_SVC4]);
+	snprintf(bemax, sizeof(bemax), "%u", max[LBM_BE4]);
+	snprintf(rnmax, sizeof(rnmax), "%u", max[LBM_RN4]);
+	/* The module requests the same size for both families. */
+	max[LBM_SVC6] = max[LBM_SVC4];
+	max[LBM_BE6] = max[LBM_BE4];
+	max[LBM_RN6] = max[LBM_RN4];
+	if ((r = lbt_maps_create(fd, max)) < 0) {
+		fprintf(stderr, "lb-bench: cannot create maps: %s\n", strerror(-r));
+		return 77;
+	}
+	th = axn_testhost_new(&axn_module_lb_desc, conf);
+	if (!th)
+		return 1;
+	for (int i = 0; i < LBM_N; i++)
+		axn_testhost_set_map(th, lb_map_defs[i].name, fd[i]);
+	for (uint32_t i = 0; i < n; i++) {
+		axn_testhost_inject(th, AXN_EV_ADDED, service(i));
+		axn_testhost_inject(th, AXN_EV_ADDED, slice(i, nb, 0x0b000000u, 8080));
+	}
+	axn_testhost_inject(th, AXN_EV_SYNCED, NULL);
+	rss1 = rss_kb();
+	if (axn_testhost_init(th) < 0)
+		return 1;
+	/* Timed: start (adopt the empty maps, watch), the store's replay, translation, writes. */
+	t0 = now_ms();
+	if (axn_testhost_start(th) < 0)
+		return 1;
+	while (axn_testhost_run_pending(th) > 0)
+		;
+	t1 = now_ms();
+	rss2 = rss_kb();
+	axn_testhost_metric(th, "map_writes_total", &v);
+	printf("program services=%u backends_per_service=%u ms=%.1f services_per_s=%.0f "
+	       "map_ops=%.0f entries_svc=%u entries_be=%u rss_store_kb=%ld rss_module_kb=%ld\n",
+	       n, nb, t1 - t0, n / ((t1 - t0) / 1e3), v, lbt_count(fd[LBM_SVC4]),
+	       lbt_count(fd[LBM_BE4]), rss1 - rss0, rss2 - rss1);
+	{
+		const char *line = axn_testhost_log_find(th, "in sync");
+
+		if (line)
+			printf("  module: %s\n", line);
+	}
+	axn_testhost_free(th);
+	lbt_maps_close(fd);
+	return 0;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* COUNT connects to ip:port; p50/p99 in microseconds. Each connection is accepted and closed by `lfd`. */
+static int measure(const char *ip, uint16_t port, int count, int lfd, double *p50, double *p99)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+	double *t = calloc((size_t)count, sizeof(*t));
+
+	inet_pton(AF_INET, ip, &a.sin_addr);
+	for (int i = 0; i < count; i++) {
+		int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), c;
+		double t0 = now_ms();
+
+		if (connect(s, (struct sockaddr *)&a, sizeof(a)) < 0) {
+			fprintf(stderr, "lb-bench: connect %s:%u: %s\n", ip, port, strerror(errno));
+			free(t);
+			return -1;
+		}
+		t[i] = (now_ms() - t0) * 1e3;
+		close(s);
+		if (lfd >= 0 && (c = accept(lfd, NULL, NULL)) >= 0)
+			close(c);
+	}
+	qsort(t, (size_t)count, sizeof(*t), cmp_d);
+	*p50 = t[count / 2];
+	*p99 = t[count * 99 / 100];
+	free(t);
+	return 0;
+}
+
+static int listen_lo(uint16_t *port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t len = sizeof(a);
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+
+	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+	a.sin_port = htons(*port);
+	if (bind(s, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(s, 4096) < 0)
+		return -1;
+	getsockname(s, (struct sockaddr *)&a, &len);
+	*port = ntohs(a.sin_port);
+	return s;
+}
+
+static int bench_connect(uint32_t n, const char *cg)
+{
+	uint32_t max[LBM_N];
+	int fd[LBM_N], r, cgfd, lfd;
+	struct lb_translate_conf conf = {.default_algorithm = LB_ALG_RANDOM};
+	struct lb_maps *m;
+	struct lb_sock *skel;
+	uint16_t port = 0;
+	char path[512], pid[32], vip[32];
+	double p50, p99, f50, f99;
+	FILE *f;
+
+	lfd = listen_lo(&port);
+	for (int i = 0; i < LBM_N; i++)
+		max[i] = 1024;
+	max[LBM_SVC4] = 2 * n + 16;
+	max[LBM_BE4] = max[LBM_RN4] = n + 16;
+	max[LBM_SK4] = 262144;
+	max[LBM_AFF] = 65536;
+	if ((r = lbt_maps_create(fd, max)) < 0) {
+		fprintf(stderr, "lb-bench: cannot create maps: %s\n", strerror(-r));
+		return 77;
+	}
+	lb_maps_new(fd, max, &m);
+	/* Every service has one backend: 127.0.0.1:port (the listener). */
+	for (uint32_t i = 0; i < n; i++) {
+		json_t *s = service(i), *sl = slice(0, 1, 0x7f000001u, port);
+		const json_t *sls[1] = {sl};
+		struct lb_svc *svc;
+		char *err = NULL, *owner = malloc(24);
+
+		snprintf(owner, 24, "bench/svc%u", i);
+		if (lb_translate(&conf, s, sls, 1, &svc) < 0 ||
+		    lb_maps_service_set(m, owner, NULL, svc, &err) < 0) {
+			fprintf(stderr, "lb-bench: service %u: %s\n", i, err ? err : "?");
+			return 1;
+		}
+		lb_svc_free(svc);
+		json_decref(s);
+		json_decref(sl);
+	}
+	if (lb_maps_flush(m, NULL) < 0)
+		return 1;
+	skel = lb_sock__open();
+	bpf_map__reuse_fd(skel->maps.lb4_services, fd[LBM_SVC4]);
+	bpf_map__reuse_fd(skel->maps.lb6_services, fd[LBM_SVC6]);
+	bpf_map__reuse_fd(skel->maps.lb4_backends, fd[LBM_BE4]);
+	bpf_map__reuse_fd(skel->maps.lb6_backends, fd[LBM_BE6]);
+	bpf_map__reuse_fd(skel->maps.lb4_sk_revnat, fd[LBM_SK4]);
+	bpf_map__reuse_fd(skel->maps.lb6_sk_revnat, fd[LBM_SK6]);
+	bpf_map__reuse_fd(skel->maps.lb_affinity, fd[LBM_AFF]);
+	if (lb_sock__load(skel) < 0)
+		return 1;
+	cgfd = open(cg, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cgfd < 0 || bpf_prog_attach(bpf_program__fd(skel->progs.lb_connect4), cgfd,
+					BPF_CGROUP_INET4_CONNECT, BPF_F_ALLOW_MULTI) < 0) {
+		fprintf(stderr, "lb-bench: attach to %s: %s\n", cg, strerror(errno));
+		return 1;
+	}
+	snprintf(path, sizeof(path), "%s/cgroup.procs", cg);
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	f = fopen(path, "w");
+	if (!f || fputs(pid, f) < 0 || fclose(f) != 0)
+		return 1;
+	ip4(vip, sizeof(vip), 0x0a600000u, n - 1);
+	/* Warm up, then alternate so both see the same machine state. */
+	measure("127.0.0.1", port, 500, lfd, &f50, &f99);
+	measure(vip, 80, 500, lfd, &p50, &p99);
+	if (measure("127.0.0.1", port, 5000, lfd, &f50, &f99) < 0 ||
+	    measure(vip, 80, 5000, lfd, &p50, &p99) < 0)
+		return 1;
+	printf("connect services=%u socketlb_p50_us=%.1f socketlb_p99_us=%.1f "
+	       "norules_p50_us=%.1f norules_p99_us=%.1f\n",
+	       n, p50, p99, f50, f99);
+	bpf_prog_detach2(bpf_program__fd(skel->progs.lb_connect4), cgfd, BPF_CGROUP_INET4_CONNECT);
+	close(cgfd);
+	lb_sock__destroy(skel);
+	lb_maps_free(m);
+	lbt_maps_close(fd);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IONBF, 0);
+	if (argc == 4 && !strcmp(argv[1], "program"))
+		return bench_program((uint32_t)atoi(argv[2]), (uint32_t)atoi(argv[3]));
+	if (argc == 4 && !strcmp(argv[1], "connect"))
+		return bench_connect((uint32_t)atoi(argv[2]), argv[3]);
+	if (argc == 6 && !strcmp(argv[1], "connect-raw")) {
+		uint16_t dport = (uint16_t)atoi(argv[3]), port = (uint16_t)atoi(argv[4]);
+		int lfd = listen_lo(&port);
+		double p50, p99;
+
+		if (lfd < 0 || measure(argv[2], dport, 500, lfd, &p50, &p99) < 0 ||
+		    measure(argv[2], dport, atoi(argv[5]), lfd, &p50, &p99) < 0)
+			return 1;
+		printf("connect-raw %s p50_us=%.1f p99_us=%.1f\n", argv[2], p50, p99);
+		return 0;
+	}
+	fprintf(stderr, "usage: lb-bench program N B | connect N CGROUP | connect-raw IP DPORT LPORT COUNT\n");
+	return 2;
+}

@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * lb.h - the lb module's state, shared by its files:
+ *   lb_module.c   descriptor, options, lifecycle
+ *   lb_sync.c     store watches -> translation -> map writer, prune after sync
+ *   lb_sock.c     loading lb_sock.bpf.c and attaching it to the node cgroup
+ *   lb_api.c      the "services" and "bpf" endpoints
+ *   lb_translate.c, lb_maps.c   pure logic (see their headers)
+ *
+ * Sync state machine (per module run):
+ *
+ *   start: adopt pinned maps --> WAITING (collect the store's replay, write nothing)
+ *   WAITING --(Service and EndpointSlice both SYNCED)--> flush all, prune --> LIVE
+ *   LIVE: every change marks its service dirty; a deferred flush writes the dirty ones
+ *
+ * Nothing is written before both kinds synced, so a restarted agent never
+ * shows the datapath a service whose slices have not been replayed yet.
+ */
+#ifndef LB_H
+#define LB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <axoneme/axoneme.h>
+#include <axoneme/store.h>
+
+#include "lb_ht.h"
+#include "lb_maps.h"
+#include "lb_translate.h"
+
+struct lb_conf {
+	const char *cgroup;
+	int socket_lb;
+	const char *algorithm;
+	int algorithm_annotation;
+	const char *service_proxy_name;
+	int64_t services_max, backends_max, revnat_max, affinity_max, sock_revnat_max;
+};
+
+struct lb_sv;
+
+/* An EndpointSlice we hold, keyed "ns/name". */
+struct lb_sl {
+	struct lb_node n;
+	char *key;
+	struct axn_obj *obj;
+	struct lb_sv *sv; /* the service its kubernetes.io/service-name label names */
+};
+
+/* A service, keyed "ns/name": exists while its Service or a slice of it does. */
+struct lb_sv {
+	struct lb_node n;
+	char *key;
+	struct axn_obj *obj;  /* the Service, or NULL */
+	struct lb_sl **sl;    /* its slices */
+	size_t n_sl, cap_sl;
+	struct lb_svc *cur;   /* what the maps hold for it (last successful set), or NULL */
+	char *error;	      /* why the last change was refused, or NULL */
+	bool dirty;
+	struct lb_sv *dnext;
+};
+
+struct lb {
+	struct axn_mod *self;
+	const struct lb_conf *conf;
+	struct lb_translate_conf tconf;
+	uint32_t max[LBM_N];
+	int fd[LBM_N];
+	struct lb_maps *maps;
+
+	struct lb_ht svcs, slices;
+	struct lb_sv *dirty;
+	bool flush_pending, live;
+	int synced; /* bit 0: Service, bit 1: EndpointSlice */
+	size_t n_errors;
+
+	struct axn_handle *w_svc, *w_sl, *api_services, *api_bpf;
+	struct axn_handle *m_services, *m_frontends, *m_backends, *m_full, *m_refused, *m_writes,
+		*m_flush_ms;
+	struct axn_handle *hooks[8];
+	const char *cgroup;
+
+	/* Last flush, for status and the benchmarks. */
+	uint64_t last_flush_us;
+	struct lb_flush_stats last_st;
+};
+
+/* lb_sync.c */
+int lb_sync_start(struct lb *lb);
+void lb_sync_free(struct lb *lb);
+/* Flush dirty services now (also the deferred callback's body). */
+int lb_sync_flush(struct lb *lb);
+
+/* lb_sock.c */
+int lb_sock_attach(struct lb *lb);
+
+/* lb_api.c */
+int lb_api_start(struct lb *lb);
+
+#endif /* LB_H */

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * lb_ht.h - a small chained hash table for the lb module: an entry embeds
+ * struct lb_node first; the key is ksz bytes at koff, or (ksz == 0) a
+ * NUL-terminated string whose pointer is stored at koff.
+ */
+#ifndef LB_HT_H
+#define LB_HT_H
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct lb_node {
+	struct lb_node *next;
+	uint32_t h;
+};
+
+struct lb_ht {
+	struct lb_node **b;
+	size_t nb, n, koff, ksz;
+};
+
+static inline uint32_t lb_hash_bytes(const void *p, size_t n)
+{
+	const uint8_t *s = p;
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ s[i]) * 16777619u;
+	return h ^ (h >> 15);
+}
+
+static inline const void *lb_node_key(const struct lb_ht *t, const struct lb_node *n)
+{
+	const char *p = (const char *)n + t->koff;
+
+	return t->ksz ? (const void *)p : *(const char *const *)p;
+}
+
+static inline size_t lb_key_len(const struct lb_ht *t, const void *key)
+{
+	return t->ksz ? t->ksz : strlen(key) + 1;
+}
+
+static inline struct lb_node *lb_ht_find(const struct lb_ht *t, const void *key)
+{
+	size_t len = lb_key_len(t, key);
+	uint32_t h = lb_hash_bytes(key, len);
+
+	if (!t->nb)
+		return NULL;
+	for (struct lb_node *n = t->b[h & (t->nb - 1)]; n; n = n->next)
+		if (n->h == h && !memcmp(lb_node_key(t, n), key, len))
+			return n;
+	return NULL;
+}
+
+static inline int lb_ht_insert(struct lb_ht *t, struct lb_node *n)
+{
+	if (t->n + 1 > t->nb) {
+		size_t nb = t->nb ? t->nb * 2 : 64;
+		struct lb_node **b = calloc(nb, sizeof(*b));
+
+		if (!b)
+			return -ENOMEM;
+		for (size_t i = 0; i < t->nb; i++)
+			for (struct lb_node *x = t->b[i], *next; x; x = next) {
+				next = x->next;
+				x->next = b[x->h & (nb - 1)];
+				b[x->h & (nb - 1)] = x;
+			}
+		free(t->b);
+		t->b = b;
+		t->nb = nb;
+	}
+	n->h = lb_hash_bytes(lb_node_key(t, n), lb_key_len(t, lb_node_key(t, n)));
+	n->next = t->b[n->h & (t->nb - 1)];
+	t->b[n->h & (t->nb - 1)] = n;
+	t->n++;
+	return 0;
+}
+
+static inline void lb_ht_remove(struct lb_ht *t, struct lb_node *n)
+{
+	struct lb_node **pp;
+
+	if (!t->nb)
+		return;
+	pp = &t->b[n->h & (t->nb - 1)];
+	while (*pp && *pp != n)
+		pp = &(*pp)->next;
+	if (*pp) {
+		*pp = n->next;
+		t->n--;
+	}
+}
+
+#define lb_ht_foreach(t, n, nx)                                                                       \
+	for (size_t _i = 0; _i < (t)->nb; _i++)                                                    \
+		for (struct lb_node *n = (t)->b[_i], *nx = n ? n->next : NULL; n;                     \
+		     n = nx, nx = n ? n->next : NULL)
+
+#endif /* LB_HT_H */

@@ -1,0 +1,328 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * lb_sock.bpf.c - socket load balancing: cgroup sock_addr programs that
+ * translate a service frontend into a backend when a socket connects
+ * (connect4/6) or sends without connecting (sendmsg4/6), and translate the
+ * backend back into the frontend for the application (recvmsg4/6,
+ * getpeername4/6). Pod-to-service traffic therefore never carries a virtual
+ * IP on the wire. Map layouts: lb_shared.h.
+ *
+ * A frontend without selectable backends refuses: the program returns 0
+ * (reject) after bpf_set_retval(-ECONNREFUSED), so connect() and sendmsg()
+ * fail with ECONNREFUSED at once instead of hanging on a VIP nobody answers.
+ * bpf_set_retval exists from kernel 5.18; older kernels give EPERM (the
+ * branch is removed at load time through a CO-RE enum check).
+ */
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+#include "lb_shared.h"
+
+#define ECONNREFUSED 111
+#define NSEC_PER_SEC 1000000000ULL
+#define SYS_REJECT 0
+#define SYS_PROCEED 1
+
+/* Placeholders: the agent points every map at its pinned one before loading. */
+#define LB_MAP(_name, _type, _key, _val)                                                          \
+	struct {                                                                                   \
+		__uint(type, _type);                                                               \
+		__uint(max_entries, 1);                                                            \
+		__type(key, _key);                                                                 \
+		__type(value, _val);                                                               \
+	} _name SEC(".maps")
+
+LB_MAP(lb4_services, BPF_MAP_TYPE_HASH, struct lb4_key, struct lb_svc_val);
+LB_MAP(lb6_services, BPF_MAP_TYPE_HASH, struct lb6_key, struct lb_svc_val);
+LB_MAP(lb4_backends, BPF_MAP_TYPE_HASH, __u32, struct lb4_backend);
+LB_MAP(lb6_backends, BPF_MAP_TYPE_HASH, __u32, struct lb6_backend);
+LB_MAP(lb4_sk_revnat, BPF_MAP_TYPE_LRU_HASH, struct lb4_sk_key, struct lb4_sk_val);
+LB_MAP(lb6_sk_revnat, BPF_MAP_TYPE_LRU_HASH, struct lb6_sk_key, struct lb6_sk_val);
+LB_MAP(lb_affinity, BPF_MAP_TYPE_LRU_HASH, struct lb_aff_key, struct lb_aff_val);
+
+static __always_inline int refuse(void)
+{
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_set_retval))
+		bpf_set_retval(-ECONNREFUSED);
+	return SYS_REJECT;
+}
+
+static __always_inline int proto_ok(struct bpf_sock_addr *ctx)
+{
+	return ctx->protocol == IPPROTO_TCP || ctx->protocol == IPPROTO_UDP;
+}
+
+/*
+ * The affinity entry of (client netns, frontend) if it is fresh, else 0.
+ * Refreshed on every use, as kube-proxy does (SVC-37).
+ */
+static __always_inline __u32 affinity_get(struct lb_aff_key *ak, __u32 timeout_s, __u64 now)
+{
+	struct lb_aff_val *av = bpf_map_lookup_elem(&lb_affinity, ak);
+
+	if (!av || now - av->last_used_ns > (__u64)timeout_s * NSEC_PER_SEC)
+		return 0;
+	return av->backend_id;
+}
+
+static __always_inline void affinity_put(struct lb_aff_key *ak, __u32 id, __u64 now)
+{
+	struct lb_aff_val av = {.backend_id = id, .last_used_ns = now};
+
+	bpf_map_update_elem(&lb_affinity, ak, &av, BPF_ANY);
+}
+
+static __always_inline int xlate4(struct bpf_sock_addr *ctx)
+{
+	struct lb4_key key = {
+		.addr = ctx->user_ip4,
+		.port = (__be16)ctx->user_port,
+		.proto = (__u8)ctx->protocol,
+	};
+	struct lb_aff_key ak = {};
+	struct lb_svc_val *svc, *slot;
+	struct lb4_backend *be = NULL;
+	__u32 id = 0, rev_nat_id, timeout;
+	__u64 now = 0;
+	__u16 count;
+	__u8 flags;
+
+	if (!proto_ok(ctx))
+		return SYS_PROCEED;
+	svc = bpf_map_lookup_elem(&lb4_services, &key);
+	if (!svc)
+		return SYS_PROCEED;
+	count = svc->count;
+	flags = svc->flags;
+	rev_nat_id = svc->rev_nat_id;
+	timeout = svc->affinity_timeout;
+	if (count == 0)
+		return refuse();
+
+	if (flags & LB_F_AFFINITY) {
+		now = bpf_ktime_get_ns();
+		ak.netns_cookie = bpf_get_netns_cookie(ctx);
+		ak.rev_nat_id = rev_nat_id;
+		id = affinity_get(&ak, timeout, now);
+		if (id) {
+			be = bpf_map_lookup_elem(&lb4_backends, &id);
+			/* Gone or terminating: pick again. */
+			if (!be || be->state != LB_BS_ACTIVE)
+				be = NULL;
+		}
+	}
+	if (!be) {
+		key.slot = (__u16)(bpf_get_prandom_u32() % count) + 1;
+		slot = bpf_map_lookup_elem(&lb4_services, &key);
+		if (!slot)
+			return refuse(); /* the agent is shrinking this frontend right now */
+		id = slot->backend_id;
+		be = bpf_map_lookup_elem(&lb4_backends, &id);
+		if (!be)
+			return refuse();
+	}
+	if (flags & LB_F_AFFINITY)
+		affinity_put(&ak, id, now);
+
+	{
+		struct lb4_sk_key sk = {
+			.cookie = bpf_get_socket_cookie(ctx),
+			.addr = be->addr,
+			.port = be->port,
+		};
+		struct lb4_sk_val sv = {
+			.addr = ctx->user_ip4,
+			.port = (__be16)ctx->user_port,
+			.rev_nat_id = rev_nat_id,
+		};
+
+		bpf_map_update_elem(&lb4_sk_revnat, &sk, &sv, BPF_ANY);
+	}
+	ctx->user_ip4 = be->addr;
+	ctx->user_port = be->port;
+	return SYS_PROCEED;
+}
+
+static __always_inline void rev4(struct bpf_sock_addr *ctx)
+{
+	struct lb4_sk_key sk = {
+		.cookie = bpf_get_socket_cookie(ctx),
+		.addr = ctx->user_ip4,
+		.port = (__be16)ctx->user_port,
+	};
+	struct lb4_sk_val *sv;
+
+	if (!proto_ok(ctx))
+		return;
+	sv = bpf_map_lookup_elem(&lb4_sk_revnat, &sk);
+	if (!sv)
+		return;
+	ctx->user_ip4 = sv->addr;
+	ctx->user_port = sv->port;
+}
+
+static __always_inline void ip6_get(struct bpf_sock_addr *ctx, __u32 *w)
+{
+	w[0] = ctx->user_ip6[0];
+	w[1] = ctx->user_ip6[1];
+	w[2] = ctx->user_ip6[2];
+	w[3] = ctx->user_ip6[3];
+}
+
+static __always_inline void ip6_set(struct bpf_sock_addr *ctx, const __u8 *addr)
+{
+	__u32 w[4];
+
+	__builtin_memcpy(w, addr, 16);
+	ctx->user_ip6[0] = w[0];
+	ctx->user_ip6[1] = w[1];
+	ctx->user_ip6[2] = w[2];
+	ctx->user_ip6[3] = w[3];
+}
+
+static __always_inline int xlate6(struct bpf_sock_addr *ctx)
+{
+	struct lb6_key key = {
+		.port = (__be16)ctx->user_port,
+		.proto = (__u8)ctx->protocol,
+	};
+	struct lb_aff_key ak = {};
+	struct lb_svc_val *svc, *slot;
+	struct lb6_backend *be = NULL;
+	__u32 id = 0, rev_nat_id, timeout, w[4];
+	__u64 now = 0;
+	__u16 count;
+	__u8 flags;
+
+	if (!proto_ok(ctx))
+		return SYS_PROCEED;
+	ip6_get(ctx, w);
+	__builtin_memcpy(key.addr, w, 16);
+	svc = bpf_map_lookup_elem(&lb6_services, &key);
+	if (!svc)
+		return SYS_PROCEED;
+	count = svc->count;
+	flags = svc->flags;
+	rev_nat_id = svc->rev_nat_id;
+	timeout = svc->affinity_timeout;
+	if (count == 0)
+		return refuse();
+
+	if (flags & LB_F_AFFINITY) {
+		now = bpf_ktime_get_ns();
+		ak.netns_cookie = bpf_get_netns_cookie(ctx);
+		ak.rev_nat_id = rev_nat_id;
+		id = affinity_get(&ak, timeout, now);
+		if (id) {
+			be = bpf_map_lookup_elem(&lb6_backends, &id);
+			if (!be || be->state != LB_BS_ACTIVE)
+				be = NULL;
+		}
+	}
+	if (!be) {
+		key.slot = (__u16)(bpf_get_prandom_u32() % count) + 1;
+		slot = bpf_map_lookup_elem(&lb6_services, &key);
+		if (!slot)
+			return refuse();
+		id = slot->backend_id;
+		be = bpf_map_lookup_elem(&lb6_backends, &id);
+		if (!be)
+			return refuse();
+	}
+	if (flags & LB_F_AFFINITY)
+		affinity_put(&ak, id, now);
+
+	{
+		struct lb6_sk_key sk = {
+			.cookie = bpf_get_socket_cookie(ctx),
+			.port = be->port,
+		};
+		struct lb6_sk_val sv = {
+			.port = (__be16)ctx->user_port,
+			.rev_nat_id = rev_nat_id,
+		};
+
+		__builtin_memcpy(sk.addr, be->addr, 16);
+		__builtin_memcpy(sv.addr, w, 16);
+		bpf_map_update_elem(&lb6_sk_revnat, &sk, &sv, BPF_ANY);
+	}
+	ip6_set(ctx, be->addr);
+	ctx->user_port = be->port;
+	return SYS_PROCEED;
+}
+
+static __always_inline void rev6(struct bpf_sock_addr *ctx)
+{
+	struct lb6_sk_key sk = {
+		.cookie = bpf_get_socket_cookie(ctx),
+		.port = (__be16)ctx->user_port,
+	};
+	struct lb6_sk_val *sv;
+	__u32 w[4];
+
+	if (!proto_ok(ctx))
+		return;
+	ip6_get(ctx, w);
+	__builtin_memcpy(sk.addr, w, 16);
+	sv = bpf_map_lookup_elem(&lb6_sk_revnat, &sk);
+	if (!sv)
+		return;
+	ip6_set(ctx, sv->addr);
+	ctx->user_port = sv->port;
+}
+
+SEC("cgroup/connect4")
+int lb_connect4(struct bpf_sock_addr *ctx)
+{
+	return xlate4(ctx);
+}
+
+SEC("cgroup/sendmsg4")
+int lb_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return xlate4(ctx);
+}
+
+SEC("cgroup/recvmsg4")
+int lb_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	rev4(ctx);
+	return SYS_PROCEED; /* recvmsg programs must return 1 */
+}
+
+SEC("cgroup/getpeername4")
+int lb_getpeername4(struct bpf_sock_addr *ctx)
+{
+	rev4(ctx);
+	return SYS_PROCEED;
+}
+
+SEC("cgroup/connect6")
+int lb_connect6(struct bpf_sock_addr *ctx)
+{
+	return xlate6(ctx);
+}
+
+SEC("cgroup/sendmsg6")
+int lb_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return xlate6(ctx);
+}
+
+SEC("cgroup/recvmsg6")
+int lb_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	rev6(ctx);
+	return SYS_PROCEED;
+}
+
+SEC("cgroup/getpeername6")
+int lb_getpeername6(struct bpf_sock_addr *ctx)
+{
+	rev6(ctx);
+	return SYS_PROCEED;
+}
+
+char _license[] SEC("license") = "Dual BSD/GPL";

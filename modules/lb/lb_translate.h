@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * lb_translate.h - Service + EndpointSlices -> frontends and backends.
+ *
+ * Pure: JSON in, a struct lb_svc out. No host, no maps, no kernel; every
+ * Kubernetes rule the lb module honours is decided here so that it can be
+ * tested on its own (tests/test_lb_translate.c):
+ *
+ *  - frontends: every IP of spec.clusterIPs (or spec.clusterIP), then
+ *    spec.externalIPs and status.loadBalancer.ingress[].ip, times every
+ *    TCP/UDP port of spec.ports. Headless ("None"), ExternalName and
+ *    services of another proxy (service.kubernetes.io/service-proxy-name)
+ *    have none: the service is "skipped" with a reason.
+ *  - backends of a frontend: the endpoints of the service's slices whose
+ *    addressType matches the frontend's family, on the slice port with the
+ *    service port's name and protocol (so named target ports resolve per
+ *    slice), deduplicated by address and port.
+ *  - conditions: ready endpoints are selectable; when none is, serving and
+ *    terminating ones are (SVC-36); terminating endpoints are otherwise kept
+ *    (state TERMINATING, not selectable) so existing flows keep their
+ *    backend; not-ready ones are dropped. publishNotReadyAddresses makes
+ *    every endpoint selectable. ready/serving default to true, terminating
+ *    to false, as the API says.
+ *  - internalTrafficPolicy Local: ClusterIP frontends keep only endpoints
+ *    whose nodeName is this node (SVC-08); no local endpoint = no backend.
+ *  - sessionAffinity ClientIP (+ sessionAffinityConfig timeout, default
+ *    10800 s) and the service.cilium.io/lb-algorithm annotation.
+ */
+#ifndef LB_TRANSLATE_H
+#define LB_TRANSLATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#define LB_ALG_RANDOM 1
+#define LB_ALG_MAGLEV 2
+
+/* struct lb_fe.type */
+#define LB_FE_CLUSTERIP 1
+#define LB_FE_EXTERNALIP 2
+#define LB_FE_LOADBALANCER 3
+
+/* struct lb_be.state */
+#define LB_BE_ACTIVE 0
+#define LB_BE_TERMINATING 1
+
+/* struct lb_svc.flags */
+#define LB_SVCF_AFFINITY 0x1u
+#define LB_SVCF_ITP_LOCAL 0x2u
+
+#define LB_AFFINITY_DEFAULT_S 10800
+#define LB_SVC_TYPE_LEN 16
+
+struct lb_ip {
+	uint8_t family; /* 4 or 6 */
+	uint8_t a[16];  /* network order; IPv4 in a[0..3], the rest zero */
+};
+
+struct lb_be {
+	struct lb_ip ip;
+	uint16_t port; /* host order */
+	uint8_t state; /* LB_BE_* */
+	uint8_t local; /* nodeName is this node */
+};
+
+struct lb_fe {
+	struct lb_ip ip;
+	uint16_t port;	 /* host order */
+	uint8_t proto;	 /* IPPROTO_TCP or IPPROTO_UDP */
+	uint8_t type;	 /* LB_FE_* */
+	char *port_name; /* "" when unnamed */
+	/* be[0..n_sel) are selectable (in slots); be[n_sel..n_be) only kept. */
+	size_t n_be, n_sel;
+	struct lb_be *be;
+};
+
+struct lb_svc {
+	char *ns, *name;
+	char type[LB_SVC_TYPE_LEN]; /* spec.type: ClusterIP, NodePort, ... */
+	uint8_t algorithm;	    /* LB_ALG_* */
+	uint32_t flags;		    /* LB_SVCF_* */
+	uint32_t affinity_timeout;  /* seconds, with LB_SVCF_AFFINITY */
+	char *skipped;		    /* why the service has no frontends, or NULL */
+	char *warning;		    /* a problem with the service that did not stop it, or NULL */
+	size_t n_fe;
+	struct lb_fe *fe;
+};
+
+struct lb_translate_conf {
+	const char *node_name;		/* for internalTrafficPolicy Local; NULL = unknown */
+	const char *service_proxy_name; /* NULL or "": only services without the label */
+	uint8_t default_algorithm;	/* LB_ALG_* */
+	int algorithm_annotation;	/* honour service.cilium.io/lb-algorithm */
+};
+
+/*
+ * Translate one Service and the EndpointSlices that belong to it (the caller
+ * matches kubernetes.io/service-name). `slices` may be NULL when n_slices is
+ * 0. Returns 0 and a new lb_svc (free with lb_svc_free), -EINVAL if the
+ * Service has no metadata.name, -ENOMEM.
+ */
+int lb_translate(const struct lb_translate_conf *conf, const json_t *svc,
+		 const json_t *const *slices, size_t n_slices, struct lb_svc **ret_svc);
+void lb_svc_free(struct lb_svc *s);
+
+/* "10.0.0.1" / "fd00::1" -> lb_ip; -EINVAL if it is neither. */
+int lb_ip_parse(const char *s, struct lb_ip *ret_ip);
+/* "10.0.0.1:80" / "[fd00::1]:80" into buf (at least LB_ADDR_STRLEN). */
+#define LB_ADDR_STRLEN 56
+const char *lb_addr_format(const struct lb_ip *ip, uint16_t port, char *buf, size_t len);
+const char *lb_proto_name(uint8_t proto);
+const char *lb_fe_type_name(uint8_t type);
+const char *lb_alg_name(uint8_t alg);
+/* "random" / "maglev" -> LB_ALG_*, 0 if unknown. */
+uint8_t lb_alg_parse(const char *s);
+
+#endif /* LB_TRANSLATE_H */

@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * test_lb_module.c - the lb module on the testhost: store events in, real
+ * (unpinned) BPF maps out, socket LB off (the testhost has no hooks). Covers
+ * "nothing before sync", updates and deletes, a slice moving between
+ * services, a live lb-algorithm change, a full map (health, metric, the
+ * services view) and a restart that adopts the maps. Needs root for the
+ * maps; skipped otherwise.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <axoneme/testhost.h>
+
+#include "lb_shared.h"
+#include "lb_test.h"
+
+extern const struct axn_module_desc axn_module_lb_desc;
+
+struct fx {
+	int fd[LBM_N];
+	uint32_t max[LBM_N];
+	struct axn_testhost *th;
+};
+
+static int setup_n(void **state, const char *svc_max)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+	const char *conf[] = {"socket_lb", "false", "services_max", svc_max, NULL};
+	int r;
+
+	for (int i = 0; i < LBM_N; i++)
+		fx->max[i] = 1024;
+	fx->max[LBM_SVC4] = fx->max[LBM_SVC6] = (uint32_t)atoi(svc_max);
+	fx->max[LBM_SK4] = fx->max[LBM_SK6] = 262144;
+	fx->max[LBM_AFF] = 65536;
+	for (int i = 0; i < LBM_N; i++)
+		if (i != LBM_SVC4 && i != LBM_SVC6 && i != LBM_SK4 && i != LBM_SK6 && i != LBM_AFF)
+			fx->max[i] = 65536;
+	r = lbt_maps_create(fx->fd, fx->max);
+	if (r < 0) {
+		print_message("cannot create BPF maps (%s): skipped (needs root)\n", strerror(-r));
+		free(fx);
+		*state = NULL;
+		return 0;
+	}
+	fx->th = axn_testhost_new(&axn_module_lb_desc, conf);
+	assert_non_null(fx->th);
+	for (int i = 0; i < LBM_N; i++)
+		assert_int_equal(axn_testhost_set_map(fx->th, lb_map_defs[i].name, fx->fd[i]), 0);
+	assert_int_equal(axn_testhost_init(fx->th), 0);
+	*state = fx;
+	return 0;
+}
+
+static int setup(void **state)
+{
+	return setup_n(state, "1024");
+}
+
+static int setup_small(void **state)
+{
+	return setup_n(state, "16");
+}
+
+static int teardown(void **state)
+{
+	struct fx *fx = *state;
+
+	if (!fx)
+		return 0;
+	assert_int_equal(axn_testhost_free(fx->th), 0); /* no leaked handles or objects */
+	lbt_maps_close(fx->fd);
+	free(fx);
+	return 0;
+}
+
+#define NEED_ROOT(fx)                                                                              \
+	do {                                                                                       \
+		if (!(fx))                                                                         \
+			skip();                                                                    \
+	} while (0)
+
+static struct lb_svc_val master(struct fx *fx, const char *ip, uint16_t slot, int *found)
+{
+	struct lb4_key k = {.port = htons(80), .proto = IPPROTO_TCP, .slot = slot};
+	struct lb_svc_val v = {0};
+
+	inet_pton(AF_INET, ip, &k.addr);
+	*found = bpf_map_lookup_elem(fx->fd[LBM_SVC4], &k, &v) == 0;
+	return v;
+}
+
+static void put(struct fx *fx, json_t *doc)
+{
+	assert_int_equal(axn_testhost_inject(fx->th, AXN_EV_MODIFIED, doc), 0);
+}
+
+static void del(struct fx *fx, json_t *doc)
+{
+	assert_int_equal(axn_testhost_inject(fx->th, AXN_EV_DELETED, doc), 0);
+}
+
+static void run(struct fx *fx)
+{
+	while (axn_testhost_run_pending(fx->th) > 0)
+		;
+}
+
+static void test_store_to_maps(void **state)
+{
+	struct fx *fx = *state;
+	json_t *resp = NULL;
+	char *err = NULL;
+	int found;
+
+	NEED_ROOT(fx);
+	put(fx, lbt_service("ns", "web", "10.96.0.10", 80, "TCP", NULL));
+	put(fx, lbt_slice("ns", "web", "web-a", 0, "10.200.1.", 2, 2, 8080, "TCP", "testnode"));
+	put(fx, lbt_slice("ns", "web", "web-b", 0, "10.200.2.", 2, 1, 8080, "TCP", "node2"));
+	assert_int_equal(axn_testhost_start(fx->th), 0);
+	run(fx);
+	/* Not synced yet: nothing written (a restart never shows a half-replayed store). */
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 0);
+	assert_int_equal(axn_testhost_inject(fx->th, AXN_EV_SYNCED, NULL), 0);
+	run(fx);
+	assert_int_equal(master(fx, "10.96.0.10", 0, &found).count, 3);
+	assert_true(found);
+	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), 3);
+	assert_non_null(axn_testhost_log_find(fx->th, "in sync"));
+	assert_int_equal(axn_testhost_state(fx->th, NULL), AXN_STATE_UP);
+
+	/* The services view. */
+	assert_int_equal(axn_testhost_api_call(fx->th, "lb/services", NULL, &resp, &err), 0);
+	{
+		const json_t *items = json_object_get(resp, "items"), *it = json_array_get(items, 0);
+
+		assert_int_equal(json_array_size(items), 1);
+		assert_string_equal(json_string_value(json_object_get(it, "frontend")), "10.96.0.10:80/TCP");
+		assert_string_equal(json_string_value(json_object_get(it, "service")), "ns/web");
+		assert_string_equal(json_string_value(json_object_get(it, "type")), "ClusterIP");
+		assert_int_equal(json_array_size(json_object_get(it, "backends")), 3);
+	}
+	json_decref(resp);
+	assert_int_equal(axn_testhost_api_call(fx->th, "lb/bpf", NULL, &resp, &err), 0);
+	assert_int_equal(json_array_size(json_object_get(resp, "items")), 1);
+	json_decref(resp);
+
+	/* Scale down: slice b goes. */
+	del(fx, lbt_slice("ns", "web", "web-b", 0, "10.200.2.", 2, 1, 8080, "TCP", "node2"));
+	run(fx);
+	assert_int_equal(master(fx, "10.96.0.10", 0, &found).count, 2);
+	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), 2);
+	/* Scale up: slice a grows. */
+	put(fx, lbt_slice("ns", "web", "web-a", 0, "10.200.1.", 2, 4, 8080, "TCP", "testnode"));
+	run(fx);
+	assert_int_equal(master(fx, "10.96.0.10", 0, &found).count, 4);
+
+	/* ITP Local on the live service: only this node's (testnode) endpoints. */
+	put(fx, lbt_slice("ns", "web", "web-b", 0, "10.200.2.", 2, 1, 8080, "TCP", "node2"));
+	run(fx);
+	assert_int_equal(master(fx, "10.96.0.10", 0, &found).count, 5);
+	put(fx, lbt_service("ns", "web", "10.96.0.10", 80, "TCP", "{\"internalTrafficPolicy\": \"Local\"}"));
+	run(fx);
+	assert_int_equal(master(fx, "10.96.0.10", 0, &found).count, 4);
+
+	/* The service goes: everything of it goes. */
+	del(fx, lbt_service("ns", "web", "10.96.0.10", 80, "TCP", NULL));
+	run(fx);
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 0);
+	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), 0);
+	assert_int_equal(lbt_count(fx->fd[LBM_RN4]), 0);
+	assert_int_equal(axn_testhost_stop(fx->th), 0);
+}
+
+static void test_slice_moves_and_algorithm(void **state)
+{
+	struct fx *fx = *state;
+	json_t *svc;
+	int found;
+
+	NEED_ROOT(fx);
+	assert_int_equal(axn_testhost_start(fx->th), 0);
+	assert_int_equal(axn_testhost_inject(fx->th, AXN_EV_SYNCED, NULL), 0);
+	put(fx, lbt_service("ns", "a", "10.96.0.1", 80, "TCP", NULL));
+	put(fx, lbt_service("ns", "b", "10.96.0.2", 80, "TCP", NULL));
+	put(fx, lbt_slice("ns", "a", "s1", 0, "10.200.1.", 2, 2, 8080, "TCP", "testnode"));
+	run(fx);
+	assert_int_equal(master(fx, "10.96.0.1", 0, &found).count, 2);
+	assert_int_equal(master(fx, "10.96.0.2", 0, &found).count, 0);
+	assert_true(found); /* a frontend without backends exists: it refuses connections */
+	/* The slice's label now names b. */
+	put(fx, lbt_slice("ns", "b", "s1", 0, "10.200.1.", 2, 2, 8080, "TCP", "testnode"));
+	run(fx);
+	assert_int_equal(master(fx, "10.96.0.1", 0, &found).count, 0);
+	assert_int_equal(master(fx, "10.96.0.2", 0, &found).count, 2);
+
+	/* lb-algorithm changes on the live service: no recreation needed (SVC-17). */
+	svc = lbt_service("ns", "b", "10.96.0.2", 80, "TCP", NULL);
+	json_object_set_new(json_object_get(svc, "metadata"), "annotations",
+			    json_pack("{s:s}", "service.cilium.io/lb-algorithm", "maglev"));
+	put(fx, svc);
+	run(fx);
+	assert_int_equal(master(fx, "10.96.0.2", 0, &found).algorithm, LB_A_MAGLEV);
+	assert_int_equal(master(fx, "10.96.0.2", 0, &found).count, 2);
+	assert_int_equal(axn_testhost_stop(fx->th), 0);
+}
+
+static void test_full_map(void **state)
+{
+	struct fx *fx = *state;
+	const char *reason = NULL;
+	json_t *resp = NULL;
+	char *err = NULL;
+	double v = 0;
+	int found;
+
+	NEED_ROOT(fx);
+	/* lb4_services holds 16: a takes 13, b (4) does not fit. */
+	assert_int_equal(axn_testhost_start(fx->th), 0);
+	assert_int_equal(axn_testhost_inject(fx->th, AXN_EV_SYNCED, NULL), 0);
+	put(fx, lbt_service("ns", "a", "10.96.0.1", 80, "TCP", NULL));
+	put(fx, lbt_slice("ns", "a", "sa", 0, "10.200.1.", 2, 12, 8080, "TCP", "testnode"));
+	run(fx);
+	put(fx, lbt_service("ns", "b", "10.96.0.2", 80, "TCP", NULL));
+	put(fx, lbt_slice("ns", "b", "sb", 0, "10.200.2.", 2, 3, 8080, "TCP", "testnode"));
+	run(fx);
+	assert_int_equal(axn_testhost_state(fx->th, &reason), AXN_STATE_DEGRADED);
+	assert_non_null(strstr(reason, "ns/b"));
+	assert_non_null(strstr(reason, "lb4_services"));
+	assert_non_null(axn_testhost_log_find(fx->th, "err: service ns/b: map lb4_services is full"));
+	assert_int_equal(axn_testhost_metric(fx->th, "map_full_errors_total", &v), 0);
+	assert_true(v >= 1);
+	master(fx, "10.96.0.2", 0, &found);
+	assert_false(found);
+	assert_int_equal(axn_testhost_api_call(fx->th, "lb/services", NULL, &resp, &err), 0);
+	assert_int_equal(json_integer_value(json_object_get(resp, "refused")), 1);
+	{
+		char *dump = json_dumps(resp, 0);
+
+		assert_non_null(strstr(dump, "is full"));
+		free(dump);
+	}
+	json_decref(resp);
+
+	/* a goes: b is retried and fits; health comes back. */
+	del(fx, lbt_service("ns", "a", "10.96.0.1", 80, "TCP", NULL));
+	run(fx);
+	assert_int_equal(master(fx, "10.96.0.2", 0, &found).count, 3);
+	assert_int_equal(axn_testhost_state(fx->th, NULL), AXN_STATE_UP);
+	assert_int_equal(axn_testhost_stop(fx->th), 0);
+}
+
+static void test_restart_adopts(void **state)
+{
+	struct fx *fx = *state;
+	struct lb4_backend be;
+	uint32_t id1 = 0, id2 = 0, rn1, rn2;
+	struct lb_svc_val v;
+	int found;
+
+	NEED_ROOT(fx);
+	assert_int_equal(axn_testhost_start(fx->th), 0);
+	assert_int_equal(axn_testhost_inject(fx->th, AXN_EV_SYNCED, NULL), 0);
+	put(fx, lbt_service("ns", "a", "10.96.0.1", 80, "TCP", NULL));
+	put(fx, lbt_slice("ns", "a", "sa", 0, "10.200.1.", 2, 2, 8080, "TCP", "testnode"));
+	put(fx, lbt_service("ns", "gone", "10.96.0.9", 80, "TCP", NULL));
+	run(fx);
+	v = master(fx, "10.96.0.1", 1, &found);
+	id1 = v.backend_id;
+	rn1 = v.rev_nat_id;
+	assert_int_equal(axn_testhost_stop(fx->th), 0);
+
+	/* While "down": the maps still answer; the service "gone" is deleted meanwhile. */
+	assert_int_equal(master(fx, "10.96.0.1", 0, &found).count, 2);
+	del(fx, lbt_service("ns", "gone", "10.96.0.9", 80, "TCP", NULL));
+	axn_testhost_log_clear(fx->th);
+	axn_testhost_fini(fx->th);
+	assert_int_equal(axn_testhost_init(fx->th), 0);
+	assert_int_equal(axn_testhost_start(fx->th), 0);
+	assert_non_null(axn_testhost_log_find(fx->th, "adopted 2 frontends and 2 backends"));
+	run(fx);
+	v = master(fx, "10.96.0.1", 1, &found);
+	id2 = v.backend_id;
+	rn2 = v.rev_nat_id;
+	assert_int_equal(id1, id2);
+	assert_int_equal(rn1, rn2);
+	assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_BE4], &id2, &be), 0);
+	master(fx, "10.96.0.9", 0, &found);
+	assert_false(found); /* pruned after the sync */
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 3);
+	assert_int_equal(axn_testhost_stop(fx->th), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_store_to_maps, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_slice_moves_and_algorithm, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_map, setup_small, teardown),
+		cmocka_unit_test_setup_teardown(test_restart_adopts, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
