@@ -18,6 +18,8 @@ PACKAGES=(
 	libconfig-dev libevent-dev libjansson-dev libcmocka-dev libyaml-dev libmnl-dev
 	# tests, lab, demo
 	iproute2 iputils-ping procps psmisc jq
+	# lab peers: pods serve with Debian's python3, clients use curl
+	python3 curl
 )
 # shellcheck disable=SC2206 # word splitting of the extra list is intended
 [ -n "${AXN_DEPS_EXTRA:-}" ] && PACKAGES+=(${AXN_DEPS_EXTRA})
