@@ -31,11 +31,19 @@ struct endpoint {
 	struct endpoint *next;
 };
 
+/* Another name for an endpoint, declared by its module (`axoneme service list`). */
+struct alias {
+	struct axn_handle h;
+	char *alias, *path;
+	struct alias *next;
+};
+
 struct api {
 	struct agent *agent;
 	struct evconnlistener *lst;
 	char *sock_path;
 	struct endpoint *eps;
+	struct alias *aliases;
 };
 
 static struct api *A;
@@ -87,6 +95,62 @@ int api_register(struct module *m, const char *path, axn_api_cb cb, void *arg,
 	return 0;
 }
 
+static void alias_destroy(struct axn_handle *h)
+{
+	struct alias *al = (struct alias *)h;
+
+	for (struct alias **pp = &A->aliases; *pp; pp = &(*pp)->next)
+		if (*pp == al) {
+			*pp = al->next;
+			break;
+		}
+	free(al->alias);
+	free(al->path);
+}
+
+int api_alias(struct module *m, const char *alias, const char *path)
+{
+	struct alias *al;
+
+	if (!alias || !*alias || !path || !*path || m == m->agent->core_mod)
+		return -EINVAL;
+	for (struct endpoint *e = A->eps; e; e = e->next)
+		if (!strcmp(e->path, alias))
+			return -EEXIST;
+	for (al = A->aliases; al; al = al->next)
+		if (!strcmp(al->alias, alias))
+			return -EEXIST;
+	al = (struct alias *)handle_new(m, H_API, sizeof(*al), alias_destroy, "alias %s", alias);
+	if (!al)
+		return -ENOMEM;
+	al->alias = strdup(alias);
+	if (!al->alias || asprintf(&al->path, "%s/%s", m->name, path) < 0) {
+		al->path = NULL;
+		handle_release(&al->h);
+		return -ENOMEM;
+	}
+	al->next = A->aliases;
+	A->aliases = al;
+	return 0;
+}
+
+static struct endpoint *find_endpoint(const char *path)
+{
+	for (int hop = 0; path && hop < 2; hop++) {
+		for (struct endpoint *e = A->eps; e; e = e->next)
+			if (!strcmp(e->path, path))
+				return e;
+		/* Not an endpoint: maybe an alias of one (resolved once, never chained). */
+		const char *next = NULL;
+
+		for (struct alias *al = A->aliases; al && !next; al = al->next)
+			if (!strcmp(al->alias, path))
+				next = al->path;
+		path = next;
+	}
+	return NULL;
+}
+
 static json_t *handle_request(const char *buf, size_t len)
 {
 	json_t *req, *args, *data = NULL, *resp;
@@ -104,9 +168,7 @@ static json_t *handle_request(const char *buf, size_t len)
 	}
 	path = json_string_value(json_object_get(req, "path"));
 	args = json_object_get(req, "args");
-	for (e = A->eps; path && e; e = e->next)
-		if (!strcmp(e->path, path))
-			break;
+	e = find_endpoint(path);
 	if (!e) {
 		resp = json_pack("{s:b, s:s+, s:i}", "ok", 0, "error", "no such endpoint: ",
 				 path ? path : "(none)", "errno", ENOENT);
@@ -271,5 +333,8 @@ json_t *api_list(void)
 	for (struct endpoint *e = A->eps; e; e = e->next)
 		json_array_append_new(items, json_pack("{s:s, s:s}", "path", e->path, "module",
 						       e->h.owner->name));
+	for (struct alias *al = A->aliases; al; al = al->next)
+		json_array_append_new(items, json_pack("{s:s, s:s, s:s}", "path", al->alias, "module",
+						       al->h.owner->name, "alias_of", al->path));
 	return json_pack("{s:o}", "items", items);
 }

@@ -922,6 +922,16 @@ static int parse_module_view(int argc, char **argv, struct req *rq)
 		json_t *v;
 		int r;
 
+		/* Leading words without '=' extend the path: `axoneme bpf lb list` asks "bpf/lb/list". */
+		if (!eq && json_object_size(rq->args) == 0) {
+			char *longer;
+
+			if (asprintf(&longer, "%s/%s", rq->path, argv[i]) < 0)
+				return -ENOMEM;
+			free(rq->path);
+			rq->path = longer;
+			continue;
+		}
 		if (!eq || eq == argv[i]) {
 			error_msg("%s: expected KEY=VALUE, got '%s'", rq->path, argv[i]);
 			return -EINVAL;
@@ -1027,45 +1037,8 @@ static int parse_call(int argc, char **argv, struct req *rq)
 }
 
 /* Fill `rq` from the words after the options; -EINVAL (reported) on a usage error. */
-/* Cilium's spellings of module views: `axoneme service list` is `axoneme lb services`. */
-static const struct {
-	const char *from[3];
-	const char *module, *view;
-} aliases[] = {
-	{{"service", "list", NULL}, "lb", "services"},
-	{{"bpf", "lb", "list"}, "lb", "bpf"},
-};
-
-static int parse_alias(int argc, char **argv, struct req *rq, bool *ret_matched)
-{
-	for (size_t i = 0; i < NCOLS(aliases); i++) {
-		char *av[64];
-		int n = 0, k;
-
-		while (n < 3 && aliases[i].from[n])
-			n++;
-		if (argc < n || argc - n + 2 > (int)NCOLS(av))
-			continue;
-		for (k = 0; k < n && !strcmp(argv[k], aliases[i].from[k]); k++)
-			;
-		if (k < n)
-			continue;
-		av[0] = (char *)aliases[i].module;
-		av[1] = (char *)aliases[i].view;
-		for (k = n; k < argc; k++)
-			av[k - n + 2] = argv[k];
-		*ret_matched = true;
-		return parse_module_view(argc - n + 2, av, rq);
-	}
-	*ret_matched = false;
-	return 0;
-}
-
 static int parse_command(int argc, char **argv, const char *ns, struct req *rq)
 {
-	bool aliased;
-	int r;
-
 	if (argc < 1) {
 		error_msg("missing command");
 		return -EINVAL;
@@ -1096,9 +1069,6 @@ static int parse_command(int argc, char **argv, const char *ns, struct req *rq)
 		return parse_map(argc, argv, rq);
 	if (!strcmp(argv[0], "call"))
 		return parse_call(argc, argv, rq);
-	r = parse_alias(argc, argv, rq, &aliased);
-	if (aliased)
-		return r;
 	return parse_module_view(argc, argv, rq);
 }
 

@@ -229,6 +229,7 @@ int api_init(struct agent *a);
 void api_fini(struct agent *a);
 int api_register(struct module *m, const char *path, axn_api_cb cb, void *arg,
 		 struct axn_handle **ret_h);
+int api_alias(struct module *m, const char *alias, const char *path);
 int metrics_init(struct agent *a);
 void metrics_fini(struct agent *a);
 int metric_new(struct module *m, const char *name, uint32_t type, const char *help,

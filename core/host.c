@@ -250,6 +250,11 @@ static int h_api_register(struct axn_mod *self, const char *path, axn_api_cb cb,
 	return api_register((struct module *)self, path, cb, arg, ret_h);
 }
 
+static int h_api_alias(struct axn_mod *self, const char *alias, const char *path)
+{
+	return api_alias((struct module *)self, alias, path);
+}
+
 static int h_metric_new(struct axn_mod *self, const char *name, uint32_t type, const char *help,
 			struct axn_handle **ret_h)
 {
@@ -299,6 +304,7 @@ const struct axn_host *host_table(void)
 		host_rw.metric_add = metric_add;
 		host_rw.metric_set = metric_set;
 		host_rw.agent_info = h_agent_info;
+		host_rw.api_alias = h_api_alias;
 		host_rw.size = sizeof(host_rw);
 	}
 	return &host_rw;

@@ -233,7 +233,15 @@ int lb_api_start(struct lb *lb)
 	int r;
 
 	if ((r = self->host->api_register(self, "services", api_services, lb, &lb->api_services)) < 0 ||
-	    (r = self->host->api_register(self, "bpf", api_bpf, lb, &lb->api_bpf)) < 0)
+	    (r = self->host->api_register(self, "bpf", api_bpf, lb, &lb->api_bpf)) < 0) {
 		axn_err(self, "api_register failed: %s", strerror(-r));
-	return r;
+		return r;
+	}
+	/* The names Cilium users type: `axoneme service list`, `axoneme bpf lb list`. */
+	if (AXN_HOST_HAS(self->host, api_alias)) {
+		if ((r = self->host->api_alias(self, "service/list", "services")) < 0 ||
+		    (r = self->host->api_alias(self, "bpf/lb/list", "bpf")) < 0)
+			axn_warn(self, "CLI aliases not registered: %s", strerror(-r));
+	}
+	return 0;
 }

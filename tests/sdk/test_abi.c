@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * ABI lock for SDK 1.0 on LP64. A failing assertion here means a change broke
+ * ABI lock for SDK 1.x on LP64. A failing assertion here means a change broke
  * modules built against an earlier SDK: structs only grow at the end, fields
  * are never moved or retyped. Update the numbers only together with
  * AXN_ABI_MAJOR.
@@ -105,7 +105,9 @@ AT(struct axn_host, metric_new, 208);
 AT(struct axn_host, metric_add, 216);
 AT(struct axn_host, metric_set, 224);
 AT(struct axn_host, agent_info, 232);
-_Static_assert(sizeof(struct axn_host) == 240, "axn_host size (v1.0)");
+/* ABI 1.1 */
+AT(struct axn_host, api_alias, 240);
+_Static_assert(sizeof(struct axn_host) == 248, "axn_host size (v1.1)");
 
 /* Constants that modules compile in. */
 _Static_assert(AXN_ABI_MAJOR == 1, "ABI major");

@@ -230,6 +230,9 @@ t_expect "lb services: 4 services x 3 ports x 2 families = 24 frontends" 24 "$(j
 t_expect "web's IPv4 http frontend has 3 active backends" 3 \
 	"$(jq '[.items[] | select(.frontend == "10.96.0.10:80/TCP") | .backends[]] | length' <<<"$svcs")"
 t_expect "lb bpf (raw maps) shows 24 masters" 24 "$(lab_axoneme 1 -o json lb bpf | jq '.items | length')"
+t_expect "axoneme service list (Cilium's spelling) is the same view" "$(jq -c . <<<"$svcs")" \
+	"$(lab_axoneme 1 -o json service list | jq -c .)"
+t_expect "axoneme bpf lb list is the raw view" 24 "$(lab_axoneme 1 -o json bpf lb list | jq '.items | length')"
 t_expect "8 socket LB programs attached to node 1's cgroup" 8 \
 	"$(lab_axoneme 1 -o json hooks | jq '[.items[] | select(.module == "lb")] | length')"
 

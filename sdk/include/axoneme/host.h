@@ -234,6 +234,15 @@ struct axn_host {
 	/* --- agent facts --------------------------------------------------------- */
 	/* "node_name", "bpffs", "rundir", "cgroup": NULL if unknown. Valid until the module stops. */
 	const char *(*agent_info)(struct axn_mod *self, const char *key);
+
+	/* --- since ABI 1.1 -------------------------------------------------------- */
+	/*
+	 * Let the CLI reach one of the module's endpoints by another name, e.g.
+	 * api_alias(self, "service/list", "services") makes `axoneme service
+	 * list` answer as `axoneme <module> services`. Aliases are top-level,
+	 * first come first served (-EEXIST); reclaimed when the module stops.
+	 */
+	int (*api_alias)(struct axn_mod *self, const char *alias, const char *path);
 };
 
 #define AXN_HOST_HAS(host, fn)                                                                     \

@@ -47,7 +47,7 @@ extern "C" {
 #endif
 
 #define AXN_ABI_MAJOR 1
-#define AXN_ABI_MINOR 0
+#define AXN_ABI_MINOR 1
 
 struct axn_mod;
 struct axn_host;
