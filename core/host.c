@@ -4,6 +4,7 @@
  * start, stop, fini, reload) and the core's own API endpoints.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -635,6 +636,8 @@ void agent_synced(struct agent *a)
 	a->ready_ns = now_ns();
 	TAILQ_FOREACH(m, &a->modules, link)
 		up += m->state == MOD_UP;
+	/* The initial sync parsed everything once; give its transient memory back. */
+	malloc_trim(0);
 	log_info("ready\tready_ms=%.1f modules_up=%d", (double)(a->ready_ns - a->start_ns) / 1e6,
 		 up);
 }
