@@ -2,16 +2,18 @@
 /*
  * lb.h - the lb module's state, shared by its files:
  *   lb_module.c   descriptor, options, lifecycle
- *   lb_sync.c     store watches -> translation -> map writer, prune after sync
+ *   lb_sync.c     store watches -> event queue -> parse (a second thread when
+ *                 many) -> translation -> map writer, prune after sync
  *   lb_sock.c     loading lb_sock.bpf.c and attaching it to the node cgroup
  *   lb_api.c      the "services" and "bpf" endpoints
  *   lb_translate.c, lb_maps.c   pure logic (see their headers)
  *
  * Sync state machine (per module run):
  *
- *   start: adopt pinned maps --> WAITING (collect the store's replay, write nothing)
+ *   start: adopt pinned maps --> WAITING (queue the store's replay, write nothing)
  *   WAITING --(Service and EndpointSlice both SYNCED)--> flush all, prune --> LIVE
- *   LIVE: every change marks its service dirty; a deferred flush writes the dirty ones
+ *   LIVE: every change is queued; a deferred flush parses and applies the queue
+ *         (marking services dirty), then translates and writes the dirty ones
  *
  * Nothing is written before both kinds synced, so a restarted agent never
  * shows the datapath a service whose slices have not been replayed yet.
@@ -39,26 +41,31 @@ struct lb_conf {
 };
 
 struct lb_sv;
+struct lb_ev;
 
-/* An EndpointSlice we hold, keyed "ns/name". */
+/*
+ * An EndpointSlice, keyed "ns/name". Documents are parsed when they arrive
+ * and not kept: the store has them, and reading each once, while it is
+ * fresh, is what makes a sync of many services cheap.
+ */
 struct lb_sl {
 	struct lb_node n;
-	char *key;
-	struct axn_obj *obj;
-	struct lb_sv *sv; /* the service its kubernetes.io/service-name label names */
+	struct lb_slice *data; /* the slice, parsed */
+	struct lb_sv *sv;      /* the service its kubernetes.io/service-name label names */
+	char key[];
 };
 
 /* A service, keyed "ns/name": exists while its Service or a slice of it does. */
 struct lb_sv {
 	struct lb_node n;
-	char *key;
-	struct axn_obj *obj;  /* the Service, or NULL */
-	struct lb_sl **sl;    /* its slices */
+	struct lb_svc_spec *spec; /* the Service, parsed, or NULL */
+	struct lb_sl **sl;	  /* its slices */
 	size_t n_sl, cap_sl;
-	struct lb_svc *cur;   /* what the maps hold for it (last successful set), or NULL */
-	char *error;	      /* why the last change was refused, or NULL */
+	struct lb_svc *cur;	  /* what the maps hold for it (last successful set), or NULL */
+	char *error;		  /* why the last change was refused, or NULL */
 	bool dirty;
 	struct lb_sv *dnext;
+	char key[];
 };
 
 struct lb {
@@ -70,6 +77,8 @@ struct lb {
 	struct lb_maps *maps;
 
 	struct lb_ht svcs, slices;
+	struct lb_ev *evs; /* store events not applied yet (lb_sync.c) */
+	size_t n_evs, cap_evs;
 	struct lb_sv *dirty;
 	bool flush_pending, live;
 	int synced; /* bit 0: Service, bit 1: EndpointSlice */
@@ -81,8 +90,8 @@ struct lb {
 	struct axn_handle *hooks[8];
 	const char *cgroup;
 
-	/* Last flush, for status and the benchmarks. */
-	uint64_t last_flush_us;
+	/* Last flush, for status and the benchmarks; when the first store event came. */
+	uint64_t last_flush_us, first_event_us;
 	struct lb_flush_stats last_st;
 };
 

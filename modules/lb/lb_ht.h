@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lb_ht.h - a small chained hash table for the lb module: an entry embeds
- * struct lb_node first; the key is ksz bytes at koff, or (ksz == 0) a
- * NUL-terminated string whose pointer is stored at koff.
+ * struct lb_node first; the key is ksz bytes at koff, (ksz == 0) a
+ * NUL-terminated string whose pointer is stored at koff, or (ksz ==
+ * LB_HT_STR) a NUL-terminated string stored at koff itself (a flexible
+ * array member: one allocation, one cache miss less per lookup).
  */
 #ifndef LB_HT_H
 #define LB_HT_H
@@ -11,6 +13,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#define LB_HT_STR ((size_t)-1)
 
 struct lb_node {
 	struct lb_node *next;
@@ -41,7 +45,7 @@ static inline const void *lb_node_key(const struct lb_ht *t, const struct lb_nod
 
 static inline size_t lb_key_len(const struct lb_ht *t, const void *key)
 {
-	return t->ksz ? t->ksz : strlen(key) + 1;
+	return t->ksz && t->ksz != LB_HT_STR ? t->ksz : strlen(key) + 1;
 }
 
 static inline struct lb_node *lb_ht_find(const struct lb_ht *t, const void *key)
@@ -52,29 +56,49 @@ static inline struct lb_node *lb_ht_find(const struct lb_ht *t, const void *key)
 	if (!t->nb)
 		return NULL;
 	for (struct lb_node *n = t->b[h & (t->nb - 1)]; n; n = n->next)
-		if (n->h == h && !memcmp(lb_node_key(t, n), key, len))
+		if (n->h == h && (t->ksz && t->ksz != LB_HT_STR
+					  ? !memcmp(lb_node_key(t, n), key, len)
+					  : !strcmp(lb_node_key(t, n), key)))
 			return n;
 	return NULL;
 }
 
+/* Rehash into nb buckets (a power of two). */
+static inline int lb_ht_resize(struct lb_ht *t, size_t nb)
+{
+	struct lb_node **b = calloc(nb, sizeof(*b));
+
+	if (!b)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->nb; i++)
+		for (struct lb_node *x = t->b[i], *next; x; x = next) {
+			next = x->next;
+			x->next = b[x->h & (nb - 1)];
+			b[x->h & (nb - 1)] = x;
+		}
+	free(t->b);
+	t->b = b;
+	t->nb = nb;
+	return 0;
+}
+
+/*
+ * Room for n entries without a rehash on the way: a rehash touches every
+ * entry, so a table that grows by many at once (a sync) is sized first.
+ */
+static inline int lb_ht_reserve(struct lb_ht *t, size_t n)
+{
+	size_t nb = t->nb ? t->nb : 64;
+
+	while (nb < n)
+		nb *= 2;
+	return nb > t->nb ? lb_ht_resize(t, nb) : 0;
+}
+
 static inline int lb_ht_insert(struct lb_ht *t, struct lb_node *n)
 {
-	if (t->n + 1 > t->nb) {
-		size_t nb = t->nb ? t->nb * 2 : 64;
-		struct lb_node **b = calloc(nb, sizeof(*b));
-
-		if (!b)
-			return -ENOMEM;
-		for (size_t i = 0; i < t->nb; i++)
-			for (struct lb_node *x = t->b[i], *next; x; x = next) {
-				next = x->next;
-				x->next = b[x->h & (nb - 1)];
-				b[x->h & (nb - 1)] = x;
-			}
-		free(t->b);
-		t->b = b;
-		t->nb = nb;
-	}
+	if (t->n + 1 > t->nb && lb_ht_resize(t, t->nb ? t->nb * 2 : 64) < 0)
+		return -ENOMEM;
 	n->h = lb_hash_bytes(lb_node_key(t, n), lb_key_len(t, lb_node_key(t, n)));
 	n->next = t->b[n->h & (t->nb - 1)];
 	t->b[n->h & (t->nb - 1)] = n;

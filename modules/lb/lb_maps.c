@@ -8,6 +8,8 @@
 #endif
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,6 +87,9 @@ struct lb_maps {
 	uint64_t svc_peak[2]; /* services-map entries after the next flush, per family */
 	uint32_t n_fe[2], n_be[2];
 	int released;
+	/* Reverse NAT entries found at adoption that no frontend owned: removed by the prune. */
+	uint32_t *rn_orphans[2];
+	size_t n_rn_orphans[2];
 };
 
 static int fam_idx(uint8_t family)
@@ -207,6 +212,8 @@ void lb_maps_free(struct lb_maps *m)
 	lb_ht_foreach(&m->bes, n, nx) free(n);
 	free(m->fes.b);
 	free(m->bes.b);
+	free(m->rn_orphans[0]);
+	free(m->rn_orphans[1]);
 	free(m);
 }
 
@@ -267,70 +274,139 @@ static int adopt_svc(struct lb_maps *m, const struct l4key *k, uint16_t slot,
 	return r;
 }
 
-static int adopt_services(struct lb_maps *m, int fam)
+/*
+ * Every entry of a map, in batches (BPF_MAP_LOOKUP_BATCH: a handful of
+ * syscalls for a full map), or one by one where the kernel has no batch
+ * lookup. cb gets `n` keys and values laid out back to back.
+ */
+typedef int (*walk_cb)(struct lb_maps *m, int fam, const void *keys, const void *vals, uint32_t n);
+
+#define WALK_BATCH 4096
+
+static int walk_one_by_one(struct lb_maps *m, int fd, int fam, uint32_t ksz, uint32_t vsz,
+			   void *key, void *val, walk_cb cb)
 {
-	int fd = m->fd[fam == 4 ? LBM_SVC4 : LBM_SVC6], r;
-	union {
-		struct lb4_key k4;
-		struct lb6_key k6;
-	} key, next;
-	struct lb_svc_val v;
+	char *next = malloc(ksz);
 	void *prev = NULL;
+	int r = 0;
+
+	if (!next)
+		return -ENOMEM;
+	while (bpf_map_get_next_key(fd, prev, next) == 0) {
+		memcpy(key, next, ksz);
+		prev = key;
+		if (bpf_map_lookup_elem(fd, key, val) < 0)
+			continue; /* deleted under us: nothing to adopt */
+		if ((r = cb(m, fam, key, val, 1)) < 0)
+			break;
+	}
+	if (!r && errno != ENOENT)
+		r = -errno;
+	free(next);
+	return r;
+}
+
+static int map_walk(struct lb_maps *m, int id, int fam, walk_cb cb)
+{
+	int fd = m->fd[id], r = 0;
+	uint32_t ksz = lb_map_defs[id].key_size, vsz = lb_map_defs[id].value_size;
+	char *keys, *vals;
+	__u64 token = 0;
+	bool first = true;
 
 	if (fd < 0)
 		return 0;
-	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+	keys = malloc((size_t)WALK_BATCH * ksz);
+	vals = malloc((size_t)WALK_BATCH * vsz);
+	if (!keys || !vals) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (;;) {
+		__u32 n = WALK_BATCH;
+		LIBBPF_OPTS(bpf_map_batch_opts, opts);
+		int e = 0;
+
+		if (bpf_map_lookup_batch(fd, first ? NULL : &token, &token, keys, vals, &n, &opts) < 0)
+			e = errno;
+		if (e && e != ENOENT) {
+			/* No batch lookup here (or not for this map): walk it key by key. */
+			if (first && (e == EINVAL || e == ENOTSUP || e == EOPNOTSUPP || e == ENOSYS))
+				r = walk_one_by_one(m, fd, fam, ksz, vsz, keys, vals, cb);
+			else
+				r = -e;
+			break;
+		}
+		first = false;
+		if (n > WALK_BATCH)
+			n = 0;
+		if (n && (r = cb(m, fam, keys, vals, n)) < 0)
+			break;
+		if (e == ENOENT)
+			break; /* the last batch */
+	}
+out:
+	free(keys);
+	free(vals);
+	return r;
+}
+
+static int adopt_services_cb(struct lb_maps *m, int fam, const void *keys, const void *vals,
+			     uint32_t n)
+{
+	const struct lb_svc_val *v = vals;
+	int r;
+
+	for (uint32_t i = 0; i < n; i++) {
 		struct l4key k = {.family = (uint8_t)fam};
 		uint16_t slot;
 
-		key = next;
-		prev = &key;
-		if (bpf_map_lookup_elem(fd, &key, &v) < 0)
-			continue; /* deleted under us: nothing to adopt */
 		if (fam == 4) {
-			memcpy(k.addr, &key.k4.addr, 4);
-			k.port = ntohs(key.k4.port);
-			k.proto = key.k4.proto;
-			slot = key.k4.slot;
+			const struct lb4_key *k4 = (const struct lb4_key *)keys + i;
+
+			memcpy(k.addr, &k4->addr, 4);
+			k.port = ntohs(k4->port);
+			k.proto = k4->proto;
+			slot = k4->slot;
 		} else {
-			memcpy(k.addr, key.k6.addr, 16);
-			k.port = ntohs(key.k6.port);
-			k.proto = key.k6.proto;
-			slot = key.k6.slot;
+			const struct lb6_key *k6 = (const struct lb6_key *)keys + i;
+
+			memcpy(k.addr, k6->addr, 16);
+			k.port = ntohs(k6->port);
+			k.proto = k6->proto;
+			slot = k6->slot;
 		}
-		if ((r = adopt_svc(m, &k, slot, &v)) < 0)
+		if ((r = adopt_svc(m, &k, slot, &v[i])) < 0)
 			return r;
 	}
-	return errno == ENOENT ? 0 : -errno;
+	return 0;
 }
 
-static int adopt_backends(struct lb_maps *m, int fam, uint32_t *n)
+static int adopt_backends_cb(struct lb_maps *m, int fam, const void *keys, const void *vals,
+			     uint32_t n)
 {
-	int fd = m->fd[fam == 4 ? LBM_BE4 : LBM_BE6], r;
-	__u32 key, next, *prev = NULL;
-	union {
-		struct lb4_backend b4;
-		struct lb6_backend b6;
-	} v;
+	const __u32 *ids = keys;
+	int r;
 
-	if (fd < 0)
-		return 0;
-	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+	for (uint32_t i = 0; i < n; i++) {
 		struct l4key k = {.family = (uint8_t)fam};
 		struct be_ent *e;
+		uint8_t state;
 
-		key = next;
-		prev = &key;
-		if (bpf_map_lookup_elem(fd, &key, &v) < 0)
-			continue;
 		if (fam == 4) {
-			memcpy(k.addr, &v.b4.addr, 4);
-			k.port = ntohs(v.b4.port);
-			k.proto = v.b4.proto;
+			const struct lb4_backend *b = (const struct lb4_backend *)vals + i;
+
+			memcpy(k.addr, &b->addr, 4);
+			k.port = ntohs(b->port);
+			k.proto = b->proto;
+			state = b->state;
 		} else {
-			memcpy(k.addr, v.b6.addr, 16);
-			k.port = ntohs(v.b6.port);
-			k.proto = v.b6.proto;
+			const struct lb6_backend *b = (const struct lb6_backend *)vals + i;
+
+			memcpy(k.addr, b->addr, 16);
+			k.port = ntohs(b->port);
+			k.proto = b->proto;
+			state = b->state;
 		}
 		if (lb_ht_find(&m->bes, &k))
 			continue; /* two ids for one backend: the other one is pruned */
@@ -338,31 +414,92 @@ static int adopt_backends(struct lb_maps *m, int fam, uint32_t *n)
 		if (!e)
 			return -ENOMEM;
 		e->k = k;
-		e->id = key;
+		e->id = ids[i];
 		e->in_map = true;
-		e->state = e->wstate = fam == 4 ? v.b4.state : v.b6.state;
+		e->state = e->wstate = state;
 		if ((r = lb_ht_insert(&m->bes, &e->n)) < 0) {
 			free(e);
 			return r;
 		}
 		m->n_be[fam_idx((uint8_t)fam)]++;
-		if (key >= m->next_be_id)
-			m->next_be_id = key + 1;
-		(*n)++;
+		if (ids[i] >= m->next_be_id)
+			m->next_be_id = ids[i] + 1;
 	}
-	return errno == ENOENT ? 0 : -errno;
+	return 0;
+}
+
+static int u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Reverse NAT ids: the adopted frontends' (sorted), to tell orphans from owned entries. */
+struct rn_walk {
+	uint32_t *live;
+	size_t n_live;
+};
+
+static int adopt_revnat_cb(struct lb_maps *m, int fam, const void *keys, const void *vals,
+			   uint32_t n)
+{
+	const __u32 *ids = keys;
+	int f = fam_idx((uint8_t)fam);
+	uint32_t *v;
+
+	(void)vals;
+	v = realloc(m->rn_orphans[f], (m->n_rn_orphans[f] + n) * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	m->rn_orphans[f] = v;
+	for (uint32_t i = 0; i < n; i++) {
+		/* No new frontend may take an id that is in the map (it is pruned later). */
+		if (ids[i] >= m->next_rn_id)
+			m->next_rn_id = ids[i] + 1;
+		v[m->n_rn_orphans[f]++] = ids[i];
+	}
+	return 0;
+}
+
+/* Keep, of the reverse NAT ids read, those no adopted frontend owns. */
+static int revnat_orphans(struct lb_maps *m)
+{
+	uint32_t *live = malloc((m->fes.n ? m->fes.n : 1) * sizeof(*live));
+	size_t n = 0;
+
+	if (!live)
+		return -ENOMEM;
+	lb_ht_foreach(&m->fes, nd, nx) {
+		(void)nx;
+		live[n++] = ((struct fe_ent *)nd)->rev_nat_id;
+	}
+	qsort(live, n, sizeof(*live), u32_cmp);
+	for (int f = 0; f < 2; f++) {
+		size_t k = 0;
+
+		for (size_t i = 0; i < m->n_rn_orphans[f]; i++)
+			if (!bsearch(&m->rn_orphans[f][i], live, n, sizeof(*live), u32_cmp))
+				m->rn_orphans[f][k++] = m->rn_orphans[f][i];
+		m->n_rn_orphans[f] = k;
+	}
+	free(live);
+	return 0;
 }
 
 int lb_maps_adopt(struct lb_maps *m, uint32_t *ret_backends)
 {
-	uint32_t nb = 0;
 	int r;
 
-	if ((r = adopt_backends(m, 4, &nb)) < 0 || (r = adopt_backends(m, 6, &nb)) < 0 ||
-	    (r = adopt_services(m, 4)) < 0 || (r = adopt_services(m, 6)) < 0)
+	if ((r = map_walk(m, LBM_BE4, 4, adopt_backends_cb)) < 0 ||
+	    (r = map_walk(m, LBM_BE6, 6, adopt_backends_cb)) < 0 ||
+	    (r = map_walk(m, LBM_SVC4, 4, adopt_services_cb)) < 0 ||
+	    (r = map_walk(m, LBM_SVC6, 6, adopt_services_cb)) < 0 ||
+	    (r = map_walk(m, LBM_RN4, 4, adopt_revnat_cb)) < 0 ||
+	    (r = map_walk(m, LBM_RN6, 6, adopt_revnat_cb)) < 0 || (r = revnat_orphans(m)) < 0)
 		return r;
 	if (ret_backends)
-		*ret_backends = nb;
+		*ret_backends = m->n_be[0] + m->n_be[1];
 	return (int)m->fes.n;
 }
 
@@ -474,6 +611,13 @@ static int over_capacity(const struct lb_maps *m)
 	return -1;
 }
 
+void lb_maps_reserve(struct lb_maps *m, size_t n_fe, size_t n_be)
+{
+	/* Only a hint: a table that cannot grow now grows later, entry by entry. */
+	(void)lb_ht_reserve(&m->fes, m->fes.n + n_fe);
+	(void)lb_ht_reserve(&m->bes, m->bes.n + n_be);
+}
+
 int lb_maps_service_set(struct lb_maps *m, const char *owner, const struct lb_svc *old,
 			const struct lb_svc *new, char **ret_err)
 {
@@ -551,16 +695,18 @@ static void ops_free(struct ops *o)
 	free(o->v);
 }
 
-/* Batched where the kernel can, one by one where it cannot (or for what a batch left). */
-static int ops_update(int fd, struct ops *o, struct lb_flush_stats *st)
+/*
+ * Entries [from, to) of o: batched where the kernel can, one by one where it
+ * cannot (or for what a batch left).
+ */
+static int ops_update_range(int fd, struct ops *o, uint32_t from, uint32_t to,
+			    struct lb_flush_stats *st)
 {
-	uint32_t done = 0;
+	uint32_t done = from;
 	int r = 0;
 
-	if (!o->n)
-		return 0;
-	while (done < o->n) {
-		__u32 cnt = o->n - done;
+	while (done < to) {
+		__u32 cnt = to - done;
 		LIBBPF_OPTS(bpf_map_batch_opts, opts);
 
 		st->syscalls++;
@@ -569,7 +715,7 @@ static int ops_update(int fd, struct ops *o, struct lb_flush_stats *st)
 			done += cnt;
 			continue;
 		}
-		if (cnt > o->n - done)
+		if (cnt > to - done)
 			cnt = 0;
 		done += cnt;
 		/* The element that failed, on its own, so its error is the one we report. */
@@ -580,19 +726,18 @@ static int ops_update(int fd, struct ops *o, struct lb_flush_stats *st)
 			r = -errno;
 		done++;
 	}
-	st->updates += o->n;
+	st->updates += to - from;
 	return r;
 }
 
-static int ops_delete(int fd, struct ops *o, struct lb_flush_stats *st)
+static int ops_delete_range(int fd, struct ops *o, uint32_t from, uint32_t to,
+			    struct lb_flush_stats *st)
 {
-	uint32_t done = 0;
+	uint32_t done = from;
 	int r = 0;
 
-	if (!o->n)
-		return 0;
-	while (done < o->n) {
-		__u32 cnt = o->n - done;
+	while (done < to) {
+		__u32 cnt = to - done;
 		LIBBPF_OPTS(bpf_map_batch_opts, opts);
 
 		st->syscalls++;
@@ -600,7 +745,7 @@ static int ops_delete(int fd, struct ops *o, struct lb_flush_stats *st)
 			done += cnt;
 			continue;
 		}
-		if (cnt > o->n - done)
+		if (cnt > to - done)
 			cnt = 0;
 		done += cnt;
 		/* A key already gone (ENOENT) is what we wanted. */
@@ -610,8 +755,114 @@ static int ops_delete(int fd, struct ops *o, struct lb_flush_stats *st)
 			r = -errno;
 		done++;
 	}
-	st->deletes += o->n;
+	st->deletes += to - from;
 	return r;
+}
+
+static int ops_update(int fd, struct ops *o, struct lb_flush_stats *st)
+{
+	return ops_update_range(fd, o, 0, o->n, st);
+}
+
+static int ops_delete(int fd, struct ops *o, struct lb_flush_stats *st)
+{
+	return ops_delete_range(fd, o, 0, o->n, st);
+}
+
+/*
+ * A step of the write order: lists of operations on different maps (or on
+ * different keys of one map) that may run in any order, even at the same
+ * time. A big step is cut in two halves, each list at its middle, and a
+ * second thread writes one half while this one writes the other: the
+ * kernel's hash maps take concurrent updates (the datapath does it on every
+ * CPU), and the syscalls are most of what a large sync costs. A thread per
+ * big step is a few tens of microseconds next to milliseconds of writes.
+ */
+#define STEP_MAX 6
+#define STEP_PARALLEL_MIN 8192 /* entries; below that one thread is as quick */
+
+struct step {
+	int n;
+	struct {
+		int fd;
+		struct ops *o;
+		bool del;
+	} it[STEP_MAX];
+};
+
+struct half {
+	const struct step *step;
+	bool second;
+	struct lb_flush_stats st;
+	int r;
+};
+
+static void step_add(struct step *s, int fd, struct ops *o, bool del)
+{
+	if (o->n) {
+		s->it[s->n].fd = fd;
+		s->it[s->n].o = o;
+		s->it[s->n].del = del;
+		s->n++;
+	}
+}
+
+static void *half_run(void *arg)
+{
+	struct half *h = arg;
+
+	for (int i = 0; i < h->step->n; i++) {
+		struct ops *o = h->step->it[i].o;
+		uint32_t mid = h->second ? o->n / 2 : 0, end = h->second ? o->n : o->n / 2;
+		int r;
+
+		if (h->second && o->n < 2) /* too small to share: the first half has it */
+			continue;
+		if (!h->second && o->n < 2)
+			end = o->n;
+		r = h->step->it[i].del ? ops_delete_range(h->step->it[i].fd, o, mid, end, &h->st)
+				       : ops_update_range(h->step->it[i].fd, o, mid, end, &h->st);
+		if (r < 0 && !h->r)
+			h->r = r;
+	}
+	return NULL;
+}
+
+static int step_run(const struct step *s, struct lb_flush_stats *st)
+{
+	struct half a = {.step = s}, b = {.step = s, .second = true};
+	uint64_t total = 0;
+	bool spawned = false;
+	pthread_t t;
+
+	for (int i = 0; i < s->n; i++)
+		total += s->it[i].o->n;
+	if (total >= STEP_PARALLEL_MIN) {
+		sigset_t all, old;
+
+		/* The agent's signals are for its own thread. */
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		spawned = pthread_create(&t, NULL, half_run, &b) == 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	if (!spawned) {
+		/* One thread: every list whole, in order. */
+		for (int i = 0; i < s->n; i++) {
+			int r = s->it[i].del ? ops_delete(s->it[i].fd, s->it[i].o, &a.st)
+					     : ops_update(s->it[i].fd, s->it[i].o, &a.st);
+
+			if (r < 0 && !a.r)
+				a.r = r;
+		}
+	} else {
+		half_run(&a);
+		pthread_join(t, NULL);
+	}
+	st->updates += a.st.updates + b.st.updates;
+	st->deletes += a.st.deletes + b.st.deletes;
+	st->syscalls += a.st.syscalls + b.st.syscalls;
+	return a.r ? a.r : b.r;
 }
 
 static void svc_key(const struct l4key *k, uint16_t slot, struct lb4_key *k4, struct lb6_key *k6)
@@ -637,11 +888,18 @@ static void svc_key(const struct l4key *k, uint16_t slot, struct lb4_key *k4, st
  */
 static int slot_plan(const struct fe_ent *e, uint32_t *plan)
 {
-	bool *used = calloc(e->n_sel ? e->n_sel : 1, sizeof(*used));
+	bool small[256], *used = small;
 	uint32_t j = 0;
 
-	if (!used)
+	if (!e->n_written) {
+		/* A new frontend: nothing to keep. */
+		for (uint32_t s = 0; s < e->n_sel; s++)
+			plan[s] = e->bes[s]->id;
+		return 0;
+	}
+	if (e->n_sel > sizeof(small) && !(used = malloc(e->n_sel * sizeof(*used))))
 		return -ENOMEM;
+	memset(used, 0, e->n_sel * sizeof(*used));
 	for (uint32_t s = 0; s < e->n_sel; s++) {
 		plan[s] = 0;
 		if (s >= e->n_written || !e->written[s])
@@ -661,7 +919,8 @@ static int slot_plan(const struct fe_ent *e, uint32_t *plan)
 		used[j] = true;
 		plan[s] = e->bes[j]->id;
 	}
-	free(used);
+	if (used != small)
+		free(used);
 	return 0;
 }
 
@@ -822,68 +1081,72 @@ int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st)
 	struct lb_flush_stats st = {0};
 	struct fe_ent *fes = m->fdirty;
 	struct be_ent *bes = m->bdirty;
-	uint32_t **slots = NULL, nf = 0, i;
+	uint32_t *slots = NULL;
+	size_t n_slots = 0, off;
 	struct plan p;
 	int r = 0, r2;
 
 	plan_init(&p);
+	/* Every dirty frontend's slot plan, one after the other in one array. */
 	for (struct fe_ent *e = fes; e; e = e->dnext)
-		nf++;
-	slots = calloc(nf ? nf : 1, sizeof(*slots));
+		n_slots += e->n_sel;
+	slots = malloc((n_slots ? n_slots : 1) * sizeof(*slots));
 	if (!slots) {
 		r = -ENOMEM;
 		goto out;
 	}
-	i = 0;
-	for (struct fe_ent *e = fes; e; e = e->dnext, i++) {
-		slots[i] = malloc((e->n_sel ? e->n_sel : 1) * sizeof(**slots));
-		if (!slots[i] || (r = plan_fe(&p, e, slots[i])) < 0) {
-			r = r ? r : -ENOMEM;
+	off = 0;
+	for (struct fe_ent *e = fes; e; e = e->dnext) {
+		if ((r = plan_fe(&p, e, slots + off)) < 0)
 			goto out;
-		}
+		off += e->n_sel;
 	}
 	for (struct be_ent *b = bes; b; b = b->dnext)
 		if ((r = plan_be(&p, b)) < 0)
 			goto out;
 
-	/* The order of lb_maps.h; the first error is kept, the rest still runs. */
-	for (int f = 0; f < 2; f++) {
-		int be = f ? LBM_BE6 : LBM_BE4, rn = f ? LBM_RN6 : LBM_RN4;
-		int sv = f ? LBM_SVC6 : LBM_SVC4;
+	/*
+	 * The order of lb_maps.h; the first error is kept, the rest still runs.
+	 * Slots only once the backends they name exist: a rewritten slot of a
+	 * live frontend is read by the datapath at once.
+	 */
+	{
+		struct step steps[6];
 
-		if ((r2 = ops_update(m->fd[be], &p.be_up[f], &st)) < 0 && !r)
-			r = r2;
-		if ((r2 = ops_update(m->fd[rn], &p.rn_up[f], &st)) < 0 && !r)
-			r = r2;
-		if ((r2 = ops_update(m->fd[sv], &p.slot_up[f], &st)) < 0 && !r)
-			r = r2;
-	}
-	for (int f = 0; f < 2; f++)
-		if ((r2 = ops_update(m->fd[f ? LBM_SVC6 : LBM_SVC4], &p.master_up[f], &st)) < 0 && !r)
-			r = r2;
-	for (int f = 0; f < 2; f++) {
-		int sv = f ? LBM_SVC6 : LBM_SVC4, rn = f ? LBM_RN6 : LBM_RN4;
+		memset(steps, 0, sizeof(steps));
+		for (int f = 0; f < 2; f++) {
+			int be = f ? LBM_BE6 : LBM_BE4, rn = f ? LBM_RN6 : LBM_RN4;
+			int sv = f ? LBM_SVC6 : LBM_SVC4;
 
-		if ((r2 = ops_delete(m->fd[sv], &p.master_del[f], &st)) < 0 && !r)
-			r = r2;
-		if ((r2 = ops_delete(m->fd[sv], &p.slot_del[f], &st)) < 0 && !r)
-			r = r2;
-		if ((r2 = ops_delete(m->fd[rn], &p.rn_del[f], &st)) < 0 && !r)
-			r = r2;
+			/* 1. backends and reverse NAT, then slots; 2. masters */
+			step_add(&steps[0], m->fd[be], &p.be_up[f], false);
+			step_add(&steps[0], m->fd[rn], &p.rn_up[f], false);
+			step_add(&steps[1], m->fd[sv], &p.slot_up[f], false);
+			step_add(&steps[2], m->fd[sv], &p.master_up[f], false);
+			/* 3. masters of removed frontends, then surplus slots and reverse NAT */
+			step_add(&steps[3], m->fd[sv], &p.master_del[f], true);
+			step_add(&steps[4], m->fd[sv], &p.slot_del[f], true);
+			step_add(&steps[4], m->fd[rn], &p.rn_del[f], true);
+			/* 4. backends nothing references any more */
+			step_add(&steps[5], m->fd[be], &p.be_del[f], true);
+		}
+		for (int k = 0; k < 6; k++)
+			if ((r2 = step_run(&steps[k], &st)) < 0 && !r)
+				r = r2;
 	}
-	for (int f = 0; f < 2; f++)
-		if ((r2 = ops_delete(m->fd[f ? LBM_BE6 : LBM_BE4], &p.be_del[f], &st)) < 0 && !r)
-			r = r2;
 
 	/* Memory follows the plan even after a failed write: the error is reported, not retried. */
-	i = 0;
+	off = 0;
 	m->fdirty = NULL;
-	for (struct fe_ent *e = fes, *next; e; e = next, i++) {
+	for (struct fe_ent *e = fes, *next; e; e = next) {
+		uint32_t n_sel = e->n_sel;
+
 		next = e->dnext;
 		e->dirty = false;
 		e->dnext = NULL;
-		if ((r2 = fe_written(m, e, slots[i])) < 0 && !r)
+		if ((r2 = fe_written(m, e, slots + off)) < 0 && !r)
 			r = r2;
+		off += n_sel;
 	}
 	m->bdirty = NULL;
 	for (struct be_ent *b = bes, *next; b; b = next) {
@@ -902,9 +1165,6 @@ int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st)
 	fes = NULL;
 	bes = NULL;
 out:
-	if (slots)
-		for (i = 0; i < nf; i++)
-			free(slots[i]);
 	free(slots);
 	plan_free(&p);
 	if (ret_st)
@@ -912,47 +1172,22 @@ out:
 	return r;
 }
 
-static int u32_cmp(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/* Reverse NAT entries no frontend owns (left by a crash between writes). */
+/* Reverse NAT entries no frontend owned at adoption (left by a crash between writes). */
 static int prune_revnat(struct lb_maps *m, struct lb_flush_stats *st)
 {
-	uint32_t *live = malloc((m->fes.n ? m->fes.n : 1) * sizeof(*live)), n = 0;
-	int r = 0;
+	int r = 0, r2;
 
-	if (!live)
-		return -ENOMEM;
-	lb_ht_foreach(&m->fes, nd, nx) {
-		(void)nx;
-		live[n++] = ((struct fe_ent *)nd)->rev_nat_id;
-	}
-	qsort(live, n, sizeof(*live), u32_cmp);
 	for (int f = 0; f < 2; f++) {
-		int fd = m->fd[f ? LBM_RN6 : LBM_RN4];
-		struct ops del = {.ksz = sizeof(__u32)};
-		__u32 key, next, *prev = NULL;
+		struct ops del = {.ksz = sizeof(__u32), .n = (uint32_t)m->n_rn_orphans[f],
+				  .cap = (uint32_t)m->n_rn_orphans[f], .k = (char *)m->rn_orphans[f]};
 
-		if (fd < 0)
-			continue;
-		while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-			key = next;
-			prev = &key;
-			if (!bsearch(&key, live, n, sizeof(*live), u32_cmp) &&
-			    (r = ops_add(&del, &key, NULL)) < 0)
-				break;
-		}
-		if (!r)
-			r = ops_delete(fd, &del, st);
-		ops_free(&del);
-		if (r)
-			break;
+		if (m->fd[f ? LBM_RN6 : LBM_RN4] >= 0 &&
+		    (r2 = ops_delete(m->fd[f ? LBM_RN6 : LBM_RN4], &del, st)) < 0 && !r)
+			r = r2;
+		free(m->rn_orphans[f]);
+		m->rn_orphans[f] = NULL;
+		m->n_rn_orphans[f] = 0;
 	}
-	free(live);
 	return r;
 }
 

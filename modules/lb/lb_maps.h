@@ -74,6 +74,9 @@ int lb_maps_adopt(struct lb_maps *m, uint32_t *ret_backends);
 int lb_maps_service_set(struct lb_maps *m, const char *owner, const struct lb_svc *old,
 			const struct lb_svc *new, char **ret_err);
 
+/* A hint: about n_fe frontends and n_be backends are about to be claimed. */
+void lb_maps_reserve(struct lb_maps *m, size_t n_fe, size_t n_be);
+
 /* Write what is dirty. */
 int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st);
 

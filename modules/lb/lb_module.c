@@ -55,6 +55,7 @@ static void lb_release(struct lb *lb)
 	for (int i = 0; i < LBM_N; i++)
 		lb->fd[i] = -1;
 	lb->synced = 0;
+	lb->first_event_us = 0;
 	lb->live = lb->flush_pending = false;
 }
 

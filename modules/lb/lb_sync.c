@@ -7,6 +7,11 @@
 #define _GNU_SOURCE /* asprintf */
 #endif
 #include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +19,6 @@
 
 #include "lb.h"
 
-#define LABEL_SERVICE_NAME "kubernetes.io/service-name"
 #define SYNCED_ALL 3
 
 static uint64_t now_us(void)
@@ -25,13 +29,22 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static char *obj_key(const char *ns, const char *name)
+/* "ns/name" into buf, or malloc'd when it does not fit (*heap set); NULL: out of memory. */
+static char *obj_key(char *buf, size_t len, const char *ns, const char *name, char **heap)
 {
-	char *k;
+	size_t a, b;
 
-	if (asprintf(&k, "%s/%s", ns ? ns : "default", name) < 0)
+	ns = ns ? ns : "default";
+	name = name ? name : "";
+	a = strlen(ns);
+	b = strlen(name);
+	*heap = NULL;
+	if (a + b + 2 > len && !(buf = *heap = malloc(a + b + 2)))
 		return NULL;
-	return k;
+	memcpy(buf, ns, a);
+	buf[a] = '/';
+	memcpy(buf + a + 1, name, b + 1);
+	return buf;
 }
 
 static void sv_dirty(struct lb *lb, struct lb_sv *sv)
@@ -49,10 +62,11 @@ static struct lb_sv *sv_get(struct lb *lb, const char *key, bool create)
 
 	if (sv || !create)
 		return sv;
-	sv = calloc(1, sizeof(*sv));
-	if (!sv || !(sv->key = strdup(key)) || lb_ht_insert(&lb->svcs, &sv->n) < 0) {
-		if (sv)
-			free(sv->key);
+	sv = calloc(1, sizeof(*sv) + strlen(key) + 1);
+	if (!sv)
+		return NULL;
+	strcpy(sv->key, key);
+	if (lb_ht_insert(&lb->svcs, &sv->n) < 0) {
 		free(sv);
 		return NULL;
 	}
@@ -61,12 +75,18 @@ static struct lb_sv *sv_get(struct lb *lb, const char *key, bool create)
 
 static void sv_free(struct lb *lb, struct lb_sv *sv)
 {
-	lb->self->host->obj_unref(sv->obj);
+	(void)lb;
+	lb_svc_spec_unref(sv->spec);
 	lb_svc_free(sv->cur);
 	free(sv->error);
 	free(sv->sl);
-	free(sv->key);
 	free(sv);
+}
+
+static void sl_free(struct lb_sl *sl)
+{
+	lb_slice_free(sl->data);
+	free(sl);
 }
 
 static void sl_detach(struct lb *lb, struct lb_sl *sl)
@@ -103,82 +123,277 @@ static int sl_attach(struct lb *lb, struct lb_sl *sl, struct lb_sv *sv)
 
 static void schedule(struct lb *lb);
 
+static void first_event(struct lb *lb)
+{
+	if (!lb->first_event_us)
+		lb->first_event_us = now_us();
+}
+
+/*
+ * Store events are queued as they come (a reference to the object, nothing
+ * more) and applied at the start of the next flush: parsed -- by two threads
+ * when there are many, as after a start, when the store replays every
+ * object -- then applied in the order they came. Reading the documents is
+ * most of what a large sync costs, and the documents are immutable while we
+ * hold them.
+ */
+#define EV_SLICE 0x1
+#define EV_DELETED 0x2
+#define PARSE_PARALLEL_MIN 2048 /* events; below that one thread is as quick */
+
+struct lb_ev {
+	struct axn_obj *obj;
+	const json_t *doc;
+	uint8_t flags; /* EV_* */
+	int r;	       /* the parse's result */
+	struct lb_svc_spec *spec;
+	struct lb_slice *slice;
+	struct lb_slice_meta meta;
+};
+
+static void ev_push(struct lb *lb, struct axn_obj *obj, uint8_t flags)
+{
+	struct axn_mod *self = lb->self;
+	struct lb_ev *e;
+
+	if (lb->n_evs == lb->cap_evs) {
+		size_t cap = lb->cap_evs ? lb->cap_evs * 2 : 64;
+		struct lb_ev *v = realloc(lb->evs, cap * sizeof(*v));
+
+		if (!v) {
+			axn_err(self, "%s %s: out of memory, change lost",
+				flags & EV_SLICE ? "endpointslice" : "service", axn_obj_name(self, obj));
+			return;
+		}
+		lb->evs = v;
+		lb->cap_evs = cap;
+	}
+	e = &lb->evs[lb->n_evs++];
+	memset(e, 0, sizeof(*e));
+	e->obj = self->host->obj_ref(obj);
+	e->doc = self->host->obj_json(obj);
+	e->flags = flags;
+	schedule(lb);
+}
+
 static void on_service(struct axn_mod *self, uint32_t ev, struct axn_obj *obj, void *arg)
 {
 	struct lb *lb = arg;
-	struct lb_sv *sv;
-	char *key;
 
+	(void)self;
+	first_event(lb);
 	if (ev == AXN_EV_SYNCED) {
 		lb->synced |= 1;
 		schedule(lb);
 		return;
 	}
-	key = obj_key(axn_obj_namespace(self, obj), axn_obj_name(self, obj));
-	sv = key ? sv_get(lb, key, ev != AXN_EV_DELETED) : NULL;
-	free(key);
-	if (!sv) {
-		if (ev != AXN_EV_DELETED)
-			axn_err(self, "service %s: out of memory", axn_obj_name(self, obj));
-		return;
-	}
-	self->host->obj_unref(sv->obj);
-	sv->obj = ev == AXN_EV_DELETED ? NULL : self->host->obj_ref(obj);
-	sv_dirty(lb, sv);
-	schedule(lb);
+	ev_push(lb, obj, ev == AXN_EV_DELETED ? EV_DELETED : 0);
 }
 
 static void on_slice(struct axn_mod *self, uint32_t ev, struct axn_obj *obj, void *arg)
 {
 	struct lb *lb = arg;
-	const char *ns = axn_obj_namespace(self, obj), *svname;
-	struct lb_sl *sl;
-	struct lb_sv *sv = NULL;
-	char *key, *skey = NULL;
 
+	(void)self;
+	first_event(lb);
 	if (ev == AXN_EV_SYNCED) {
 		lb->synced |= 2;
 		schedule(lb);
 		return;
 	}
-	key = obj_key(ns, axn_obj_name(self, obj));
-	if (!key)
-		goto oom;
-	sl = (struct lb_sl *)lb_ht_find(&lb->slices, key);
-	if (ev == AXN_EV_DELETED) {
+	ev_push(lb, obj, EV_SLICE | (ev == AXN_EV_DELETED ? EV_DELETED : 0));
+}
+
+/*
+ * Parsing runs in chunks of events that either thread claims in turn; this
+ * thread applies the chunks in order as they are ready (a chunk not ready
+ * yet: it parses the next unclaimed one meanwhile). The second thread only
+ * parses: no host call, nothing shared but the documents (immutable, each
+ * held by its event's reference until this thread applied it) and the
+ * chunk counters.
+ */
+#define PARSE_CHUNK 256
+
+struct parse_ctx {
+	const struct lb_translate_conf *conf;
+	struct lb_ev *evs;
+	size_t n, n_chunks;
+	atomic_size_t next;   /* the next chunk to claim */
+	atomic_uchar *done; /* per chunk: parsed */
+};
+
+static void parse_chunk(struct parse_ctx *c, size_t k)
+{
+	size_t end = (k + 1) * PARSE_CHUNK < c->n ? (k + 1) * PARSE_CHUNK : c->n;
+
+	for (size_t i = k * PARSE_CHUNK; i < end; i++) {
+		struct lb_ev *e = &c->evs[i];
+
+		if (e->flags & EV_DELETED)
+			continue;
+		if (e->flags & EV_SLICE)
+			e->r = lb_slice_parse(c->conf, e->doc, &e->slice, &e->meta);
+		else
+			e->r = lb_service_parse(c->conf, e->doc, &e->spec);
+	}
+	atomic_store_explicit(&c->done[k], 1, memory_order_release);
+}
+
+/* Claim and parse a chunk; false when none is left. */
+static bool parse_one(struct parse_ctx *c)
+{
+	size_t k = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
+
+	if (k >= c->n_chunks)
+		return false;
+	parse_chunk(c, k);
+	return true;
+}
+
+static void *parse_worker(void *arg)
+{
+	while (parse_one(arg))
+		;
+	return NULL;
+}
+
+static void apply_service(struct lb *lb, struct lb_ev *e);
+static void apply_slice(struct lb *lb, struct lb_ev *e);
+
+/* Parse and apply evs[0..n) in order, with a second parsing thread when there are many. */
+static void parse_apply(struct lb *lb, struct lb_ev *evs, size_t n)
+{
+	struct parse_ctx c = {.conf = &lb->tconf, .evs = evs, .n = n};
+	bool spawned = false;
+	pthread_t t;
+
+	c.n_chunks = (n + PARSE_CHUNK - 1) / PARSE_CHUNK;
+	atomic_init(&c.next, 0);
+	c.done = calloc(c.n_chunks, sizeof(*c.done));
+	if (c.done && n >= PARSE_PARALLEL_MIN) {
+		sigset_t all, old;
+
+		/* The agent's signals are for its own thread. */
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		spawned = pthread_create(&t, NULL, parse_worker, &c) == 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	for (size_t k = 0; k < c.n_chunks; k++) {
+		size_t end = (k + 1) * PARSE_CHUNK < n ? (k + 1) * PARSE_CHUNK : n;
+
+		if (!c.done) {
+			/* No memory for the counters: one thread, chunk after chunk. */
+			struct parse_ctx one = c;
+			atomic_uchar flag = 0;
+
+			one.done = &flag;
+			one.n_chunks = 1;
+			one.evs = evs + k * PARSE_CHUNK;
+			one.n = end - k * PARSE_CHUNK;
+			parse_chunk(&one, 0);
+		} else {
+			while (!atomic_load_explicit(&c.done[k], memory_order_acquire))
+				if (!parse_one(&c))
+					sched_yield(); /* the other thread has it in hand */
+		}
+		for (size_t i = k * PARSE_CHUNK; i < end; i++) {
+			if (evs[i].flags & EV_SLICE)
+				apply_slice(lb, &evs[i]);
+			else
+				apply_service(lb, &evs[i]);
+			lb->self->host->obj_unref(evs[i].obj);
+			evs[i].obj = NULL;
+		}
+	}
+	if (spawned)
+		pthread_join(t, NULL);
+	free(c.done);
+}
+
+static void apply_service(struct lb *lb, struct lb_ev *e)
+{
+	struct axn_mod *self = lb->self;
+	struct lb_svc_spec *spec = e->spec;
+	struct lb_sv *sv;
+	char kb[320], *heap, *key;
+
+	e->spec = NULL;
+	if (e->r == -EINVAL) {
+		axn_warn(self, "service %s: no metadata.name, ignored",
+			 axn_obj_name(self, e->obj) ?: "?");
+	} else if (e->r < 0) {
+		/* The previous state stays until the next change of the Service. */
+		axn_err(self, "service %s: out of memory", axn_obj_name(self, e->obj));
+		return;
+	}
+	/* The parsed Service has its names (ns defaulted as in obj_key). */
+	key = spec ? obj_key(kb, sizeof(kb), lb_svc_spec_ns(spec), lb_svc_spec_name(spec), &heap)
+		   : obj_key(kb, sizeof(kb), axn_obj_namespace(self, e->obj),
+			     axn_obj_name(self, e->obj), &heap);
+	sv = key ? sv_get(lb, key, spec != NULL) : NULL;
+	free(heap);
+	if (!sv) {
+		if (spec)
+			axn_err(self, "service %s: out of memory", axn_obj_name(self, e->obj));
+		lb_svc_spec_unref(spec);
+		return;
+	}
+	lb_svc_spec_unref(sv->spec);
+	sv->spec = spec;
+	sv_dirty(lb, sv);
+}
+
+static void apply_slice(struct lb *lb, struct lb_ev *e)
+{
+	struct axn_mod *self = lb->self;
+	struct lb_slice *data = e->slice;
+	struct lb_sl *sl;
+	struct lb_sv *sv = NULL;
+	char kb[320], skb[320], *heap = NULL, *sheap = NULL, *key, *skey;
+
+	e->slice = NULL;
+	if (e->flags & EV_DELETED) {
+		key = obj_key(kb, sizeof(kb), axn_obj_namespace(self, e->obj),
+			      axn_obj_name(self, e->obj), &heap);
+		if (!key)
+			goto oom;
+		sl = (struct lb_sl *)lb_ht_find(&lb->slices, key);
 		if (sl) {
 			sl_detach(lb, sl);
 			lb_ht_remove(&lb->slices, &sl->n);
-			self->host->obj_unref(sl->obj);
-			free(sl->key);
-			free(sl);
+			sl_free(sl);
 		}
-		free(key);
-		schedule(lb);
+		free(heap);
 		return;
 	}
-	if (!sl) {
-		sl = calloc(1, sizeof(*sl));
-		if (!sl)
-			goto oom;
-		sl->key = key;
-		key = NULL;
-		if (lb_ht_insert(&lb->slices, &sl->n) < 0) {
-			free(sl->key);
-			free(sl);
-			goto oom;
-		}
-	}
-	self->host->obj_unref(sl->obj);
-	sl->obj = self->host->obj_ref(obj);
-	svname = json_string_value(json_object_get(axn_obj_labels(self, obj), LABEL_SERVICE_NAME));
-	if (svname) {
-		skey = obj_key(ns, svname);
+	if (e->r < 0)
+		goto oom;
+	/* The parse gave the slice's names and its service, borrowed from the document. */
+	key = obj_key(kb, sizeof(kb), e->meta.ns, e->meta.name, &heap);
+	if (!key)
+		goto oom;
+	if (e->meta.service) {
+		skey = obj_key(skb, sizeof(skb), e->meta.ns, e->meta.service, &sheap);
 		sv = skey ? sv_get(lb, skey, true) : NULL;
-		free(skey);
+		free(sheap);
 		if (!sv)
 			goto oom;
 	}
+	sl = (struct lb_sl *)lb_ht_find(&lb->slices, key);
+	if (!sl) {
+		sl = calloc(1, sizeof(*sl) + strlen(key) + 1);
+		if (!sl)
+			goto oom;
+		strcpy(sl->key, key);
+		if (lb_ht_insert(&lb->slices, &sl->n) < 0) {
+			free(sl);
+			goto oom;
+		}
+	}
+	lb_slice_free(sl->data);
+	sl->data = data;
+	data = NULL;
 	if (sl->sv != sv) {
 		sl_detach(lb, sl);
 		if (sv && sl_attach(lb, sl, sv) < 0)
@@ -186,12 +401,50 @@ static void on_slice(struct axn_mod *self, uint32_t ev, struct axn_obj *obj, voi
 	} else if (sv) {
 		sv_dirty(lb, sv);
 	}
-	free(key);
-	schedule(lb);
+	free(heap);
 	return;
 oom:
-	free(key);
-	axn_err(self, "endpointslice %s: out of memory", axn_obj_name(self, obj));
+	if (sv)
+		sv_dirty(lb, sv); /* so that the flush drops it if it holds nothing */
+	lb_slice_free(data);
+	free(heap);
+	axn_err(self, "endpointslice %s: out of memory", axn_obj_name(self, e->obj));
+}
+
+/* Every queued event, in the order it came; the references taken go back. */
+static void apply_events(struct lb *lb)
+{
+	struct lb_ev *evs = lb->evs;
+	size_t n = lb->n_evs;
+
+	if (!n)
+		return;
+	lb->evs = NULL;
+	lb->n_evs = lb->cap_evs = 0;
+	{
+		size_t n_svc = 0, n_sl = 0;
+
+		/* Many new objects (a sync): size the tables once, not by doubling. */
+		for (size_t i = 0; i < n; i++)
+			if (!(evs[i].flags & EV_DELETED))
+				(*(evs[i].flags & EV_SLICE ? &n_sl : &n_svc))++;
+		(void)lb_ht_reserve(&lb->svcs, lb->svcs.n + n_svc);
+		(void)lb_ht_reserve(&lb->slices, lb->slices.n + n_sl);
+	}
+	parse_apply(lb, evs, n);
+	free(evs);
+}
+
+static void drop_events(struct lb *lb)
+{
+	for (size_t i = 0; i < lb->n_evs; i++) {
+		lb_svc_spec_unref(lb->evs[i].spec);
+		lb_slice_free(lb->evs[i].slice);
+		lb->self->host->obj_unref(lb->evs[i].obj);
+	}
+	free(lb->evs);
+	lb->evs = NULL;
+	lb->n_evs = lb->cap_evs = 0;
 }
 
 static void set_health(struct lb *lb)
@@ -224,25 +477,22 @@ static void set_health(struct lb *lb)
 static int sv_apply(struct lb *lb, struct lb_sv *sv)
 {
 	struct axn_mod *self = lb->self;
-	const json_t **slices = NULL;
+	const struct lb_slice *small[8], **slices = small;
 	struct lb_svc *next = NULL;
 	char *err = NULL;
 	int r;
 
-	if (sv->obj) {
-		slices = calloc(sv->n_sl ? sv->n_sl : 1, sizeof(*slices));
-		if (!slices)
+	if (sv->spec) {
+		if (sv->n_sl > sizeof(small) / sizeof(small[0]) &&
+		    !(slices = malloc(sv->n_sl * sizeof(*slices))))
 			return -ENOMEM;
 		for (size_t i = 0; i < sv->n_sl; i++)
-			slices[i] = self->host->obj_json(sv->sl[i]->obj);
-		r = lb_translate(&lb->tconf, self->host->obj_json(sv->obj), slices, sv->n_sl, &next);
-		free(slices);
-		if (r == -EINVAL) {
-			axn_warn(self, "service %s: no metadata.name, ignored", sv->key);
-			next = NULL;
-		} else if (r < 0) {
+			slices[i] = sv->sl[i]->data;
+		r = lb_translate_parsed(sv->spec, slices, sv->n_sl, &next);
+		if (slices != small)
+			free(slices);
+		if (r < 0)
 			return r;
-		}
 	}
 	r = lb_maps_service_set(lb->maps, sv->key, sv->cur, next, &err);
 	if (r < 0) {
@@ -293,16 +543,28 @@ int lb_sync_flush(struct lb *lb)
 {
 	struct axn_mod *self = lb->self;
 	struct lb_flush_stats st = {0};
-	uint64_t t0 = now_us();
+	uint64_t t0 = now_us(), t_apply = 0, t_events = 0;
 	size_t n = 0;
 	int r = 0, rr;
 
 	lb->flush_pending = false;
 	if (lb->synced != SYNCED_ALL)
 		return 0; /* see lb.h: nothing is written before the store synced */
+	apply_events(lb);
+	t_events = now_us() - t0;
 	for (int pass = 0; pass < 2; pass++) {
 		struct lb_flush_stats fst = {0};
 		struct lb_sv *list = lb->dirty;
+		uint64_t t1 = now_us();
+		size_t n_fe = 0, n_be = 0;
+
+		/* About what the dirty services will claim, so the writer sizes its tables once. */
+		for (struct lb_sv *sv = list; sv; sv = sv->dnext) {
+			n_fe++;
+			for (size_t i = 0; i < sv->n_sl; i++)
+				n_be += lb_slice_addrs(sv->sl[i]->data);
+		}
+		lb_maps_reserve(lb->maps, n_fe, n_be);
 
 		lb->dirty = NULL;
 		for (struct lb_sv *sv = list, *next; sv; sv = next) {
@@ -312,11 +574,12 @@ int lb_sync_flush(struct lb *lb)
 			if ((rr = sv_apply(lb, sv)) < 0 && !r)
 				r = rr;
 			n++;
-			if (!sv->obj && !sv->n_sl && !sv->cur) {
+			if (!sv->spec && !sv->n_sl && !sv->cur) {
 				lb_ht_remove(&lb->svcs, &sv->n);
 				sv_free(lb, sv);
 			}
 		}
+		t_apply += now_us() - t1;
 		rr = lb_maps_flush(lb->maps, &fst);
 		st.updates += fst.updates;
 		st.deletes += fst.deletes;
@@ -350,9 +613,30 @@ int lb_sync_flush(struct lb *lb)
 		st.updates += pst.updates;
 		st.deletes += pst.deletes;
 		st.syscalls += pst.syscalls;
+	}
+	{
+		uint64_t t = now_us();
+		char since[64] = "";
+
+		/* Deliveries + the first flush: how long the maps took to catch up with the store. */
+		if (!lb->live && lb->first_event_us)
+			snprintf(since, sizeof(since), "; %.1f ms since the first store event",
+				 (double)(t - lb->first_event_us) / 1000.0);
+		/* The first flush after the store synced is news (info), later ones are not. */
+		axn_log(self, lb->live ? AXN_LOG_DEBUG : AXN_LOG_INFO,
+			"%s: %zu services, %u map updates, %u deletes, %u syscalls, %.1f ms "
+			"(read %.1f ms, translate %.1f ms, write %.1f ms%s)",
+			lb->live ? "flush" : "in sync", n, st.updates, st.deletes, st.syscalls,
+			(double)(t - t0) / 1000.0, (double)t_events / 1000.0,
+			(double)t_apply / 1000.0, (double)(t - t0 - t_apply - t_events) / 1000.0,
+			since);
+		/*
+		 * The initial sync read every object at once (the core trims at ready,
+		 * which comes before this flush): give that transient memory back.
+		 */
+		if (!lb->live && n >= 1000)
+			malloc_trim(0);
 		lb->live = true;
-		axn_info(self, "in sync: %zu services, %u map updates, %u deletes, %u syscalls, %.1f ms",
-			 n, st.updates, st.deletes, st.syscalls, (double)(now_us() - t0) / 1000.0);
 	}
 	lb->last_flush_us = now_us() - t0;
 	lb->last_st = st;
@@ -384,9 +668,9 @@ int lb_sync_start(struct lb *lb)
 	uint32_t nbe = 0;
 	int r;
 
-	lb->svcs.koff = lb->slices.koff = offsetof(struct lb_sv, key);
-	lb->svcs.ksz = lb->slices.ksz = 0;
-	_Static_assert(offsetof(struct lb_sv, key) == offsetof(struct lb_sl, key), "key offsets");
+	lb->svcs.koff = offsetof(struct lb_sv, key);
+	lb->slices.koff = offsetof(struct lb_sl, key);
+	lb->svcs.ksz = lb->slices.ksz = LB_HT_STR;
 	if ((r = lb_maps_new(lb->fd, lb->max, &lb->maps)) < 0)
 		return r;
 	r = lb_maps_adopt(lb->maps, &nbe);
@@ -415,17 +699,14 @@ int lb_sync_start(struct lb *lb)
 
 void lb_sync_free(struct lb *lb)
 {
+	drop_events(lb);
 	lb_ht_foreach(&lb->svcs, nd, nx) {
 		(void)nx;
 		sv_free(lb, (struct lb_sv *)nd);
 	}
 	lb_ht_foreach(&lb->slices, nd, nx) {
-		struct lb_sl *sl = (struct lb_sl *)nd;
-
 		(void)nx;
-		lb->self->host->obj_unref(sl->obj);
-		free(sl->key);
-		free(sl);
+		sl_free((struct lb_sl *)nd);
 	}
 	free(lb->svcs.b);
 	free(lb->slices.b);

@@ -79,37 +79,165 @@ uint8_t lb_alg_parse(const char *s)
 	return 0;
 }
 
-static void fe_free(struct lb_fe *fe)
+/*
+ * Parsing. Each document is walked once, key by key, rather than looked up
+ * key by key: a walk touches each member once, where every lookup of a
+ * present or absent key costs its own cache misses, and that is most of the
+ * time a large sync takes (by the time the store delivers them, its
+ * documents are cold). What is kept lands in one allocation per document.
+ */
+#define KEY(k, lit) (!strcmp((k), (lit)))
+
+/*
+ * A document that jansson built in one go (a parser, json_pack) lies mostly
+ * in the few KB of heap after its root. Asking for that range up front turns
+ * the walk's chain of dependent cache misses into misses served in parallel.
+ * A wrong guess only costs memory bandwidth: prefetches never fault.
+ */
+#define DOC_PREFETCH_BYTES 4096
+
+static void doc_prefetch(const json_t *doc)
 {
-	free(fe->port_name);
-	free(fe->be);
+	const char *p = (const char *)doc;
+
+	for (size_t off = 0; off < DOC_PREFETCH_BYTES; off += 64)
+		__builtin_prefetch(p + off);
+}
+
+/* A growable array that starts in a caller's buffer. */
+struct vec {
+	void *v;
+	size_t n, cap, esz;
+	void *small;
+};
+
+static void vec_init(struct vec *x, void *small, size_t cap, size_t esz)
+{
+	*x = (struct vec){.v = small, .cap = cap, .esz = esz, .small = small};
+}
+
+static void *vec_push(struct vec *x)
+{
+	if (x->n == x->cap) {
+		size_t cap = x->cap ? x->cap * 2 : 8;
+		void *v = x->v == x->small ? malloc(cap * x->esz) : realloc(x->v, cap * x->esz);
+
+		if (!v)
+			return NULL;
+		if (x->v == x->small)
+			memcpy(v, x->small, x->n * x->esz);
+		x->v = v;
+		x->cap = cap;
+	}
+	return (char *)x->v + x->n++ * x->esz;
+}
+
+static void vec_free(struct vec *x)
+{
+	if (x->v != x->small)
+		free(x->v);
+}
+
+/* Copy s into the string pool at *pool; NULL stays NULL. */
+static char *pool_put(char **pool, const char *s)
+{
+	size_t n;
+	char *d;
+
+	if (!s)
+		return NULL;
+	n = strlen(s) + 1;
+	d = memcpy(*pool, s, n);
+	*pool += n;
+	return d;
+}
+
+static size_t slen(const char *s)
+{
+	return s ? strlen(s) + 1 : 0;
+}
+
+/* A Service as parsed: what lb_translate_parsed() needs from it, in one block. */
+struct lb_svc_spec {
+	unsigned refs;
+	char *ns, *name; /* in the block */
+	char type[LB_SVC_TYPE_LEN];
+	uint8_t algorithm;
+	bool publish_not_ready;
+	uint32_t flags, affinity_timeout;
+	const char *skipped; /* a constant string */
+	char *warning;	     /* malloc'd */
+	size_t n_fe;
+	struct lb_fe *fe; /* in the block; no backends (be NULL, n_be 0), port_name in the block */
+};
+
+/* One port of a slice: name NULL when unnamed; port 0 when the number is invalid. */
+struct lb_slice_port {
+	const char *name;
+	uint16_t port;
+	uint8_t proto; /* 0: neither TCP nor UDP */
+};
+
+/* One endpoint address of a slice, of the slice's family. */
+struct lb_slice_addr {
+	struct lb_ip ip;
+	uint8_t ready : 1, serving : 1, terminating : 1, local : 1;
+};
+
+/* In one block: the struct, ports, addresses, port names. */
+struct lb_slice {
+	uint8_t family; /* 4, 6, or 0 (FQDN or unknown: never used) */
+	size_t n_ports, n_addrs;
+	struct lb_slice_port *ports;
+	struct lb_slice_addr *addrs;
+};
+
+struct lb_svc_spec *lb_svc_spec_ref(struct lb_svc_spec *spec)
+{
+	if (spec)
+		spec->refs++;
+	return spec;
+}
+
+const char *lb_svc_spec_ns(const struct lb_svc_spec *spec)
+{
+	return spec->ns;
+}
+
+const char *lb_svc_spec_name(const struct lb_svc_spec *spec)
+{
+	return spec->name;
+}
+
+void lb_svc_spec_unref(struct lb_svc_spec *spec)
+{
+	if (spec && --spec->refs == 0) {
+		free(spec->warning);
+		free(spec);
+	}
 }
 
 void lb_svc_free(struct lb_svc *s)
 {
-	if (!s)
-		return;
-	for (size_t i = 0; i < s->n_fe; i++)
-		fe_free(&s->fe[i]);
-	free(s->fe);
-	free(s->ns);
-	free(s->name);
-	free(s->skipped);
-	free(s->warning);
+	/* One block: the struct, frontends and every frontend's backends. */
+	if (s)
+		lb_svc_spec_unref(s->spec);
 	free(s);
+}
+
+void lb_slice_free(struct lb_slice *sl)
+{
+	free(sl);
+}
+
+size_t lb_slice_addrs(const struct lb_slice *sl)
+{
+	return sl->n_addrs;
 }
 
 static const char *jstr(const json_t *o, const char *key)
 {
 	return json_string_value(json_object_get(o, key));
-}
-
-/* A condition: JSON true/false, or `def` when absent or null. */
-static bool cond(const json_t *conds, const char *key, bool def)
-{
-	const json_t *v = json_object_get(conds, key);
-
-	return json_is_boolean(v) ? json_is_true(v) : def;
 }
 
 static uint8_t proto_parse(const char *s)
@@ -138,237 +266,251 @@ __attribute__((format(printf, 2, 3))) static int set_msg(char **slot, const char
 	return 0;
 }
 
-/* One candidate endpoint address of a frontend, before selection. */
-struct cand {
-	struct lb_be be;
-	bool ready, serving, terminating;
-};
+/* --- EndpointSlice -------------------------------------------------------------- */
 
-struct cands {
-	struct cand *v;
-	size_t n, cap;
-};
+#define LABEL_SERVICE_NAME "kubernetes.io/service-name"
 
-static int cands_add(struct cands *c, const struct cand *x)
+static void slice_port_parse(struct lb_slice_port *sp, json_t *p)
 {
-	/* Duplicates across slices happen during updates: keep the best state. */
-	for (size_t i = 0; i < c->n; i++) {
-		struct cand *y = &c->v[i];
+	const char *k, *pn = NULL;
+	json_int_t num = 0;
+	json_t *v;
 
-		if (y->be.port == x->be.port && !memcmp(&y->be.ip, &x->be.ip, sizeof(x->be.ip))) {
-			if (x->ready && !y->ready)
-				*y = *x;
-			return 0;
-		}
+	sp->proto = IPPROTO_TCP; /* the default, as for a missing protocol */
+	json_object_foreach(p, k, v) {
+		if (KEY(k, "name"))
+			pn = json_string_value(v);
+		else if (KEY(k, "port"))
+			num = json_integer_value(v);
+		else if (KEY(k, "protocol"))
+			sp->proto = proto_parse(json_string_value(v));
 	}
-	if (c->n == c->cap) {
-		size_t cap = c->cap ? c->cap * 2 : 8;
-		struct cand *v = realloc(c->v, cap * sizeof(*v));
+	sp->port = num >= 1 && num <= 65535 ? (uint16_t)num : 0;
+	sp->name = pn && *pn ? pn : NULL; /* borrowed until the slice is built */
+}
 
-		if (!v)
+static int slice_ep_parse(const struct lb_translate_conf *conf, uint8_t family, struct vec *addrs,
+			  json_t *ep)
+{
+	const json_t *conds = NULL, *as = NULL, *a;
+	const char *k, *node = NULL;
+	struct lb_slice_addr x = {0}, *y;
+	int ready = -1, serving = -1, terminating = -1;
+	json_t *v;
+	size_t j;
+
+	json_object_foreach(ep, k, v) {
+		if (KEY(k, "addresses"))
+			as = v;
+		else if (KEY(k, "conditions"))
+			conds = v;
+		else if (KEY(k, "nodeName"))
+			node = json_string_value(v);
+	}
+	json_object_foreach((json_t *)conds, k, v) {
+		int b = json_is_boolean(v) ? json_is_true(v) : -1;
+
+		if (KEY(k, "ready"))
+			ready = b;
+		else if (KEY(k, "serving"))
+			serving = b;
+		else if (KEY(k, "terminating"))
+			terminating = b;
+	}
+	/* Missing (or null) ready/serving mean true, terminating false (API semantics). */
+	x.ready = ready < 0 ? 1 : ready;
+	x.serving = serving < 0 ? x.ready : serving;
+	x.terminating = terminating < 0 ? 0 : terminating;
+	x.local = node && conf->node_name && !strcmp(node, conf->node_name);
+	json_array_foreach(as, j, a) {
+		if (lb_ip_parse(json_string_value(a), &x.ip) < 0 || x.ip.family != family)
+			continue;
+		if (!(y = vec_push(addrs)))
 			return -ENOMEM;
-		c->v = v;
-		c->cap = cap;
+		*y = x;
 	}
-	c->v[c->n++] = *x;
 	return 0;
 }
 
-/* The port number a slice gives for (name, proto), or -1. */
-static int slice_port(const json_t *slice, const char *name, uint8_t proto)
+int lb_slice_parse(const struct lb_translate_conf *conf, const json_t *slice,
+		   struct lb_slice **ret_slice, struct lb_slice_meta *ret_meta)
 {
-	const json_t *p;
-	size_t i;
+	const json_t *ports = NULL, *eps = NULL, *meta = NULL;
+	struct lb_slice_port port_buf[8];
+	struct lb_slice_addr addr_buf[32];
+	struct vec vp, va;
+	struct lb_slice *sl = NULL;
+	const char *k, *at = NULL;
+	uint8_t family;
+	size_t i, names = 0;
+	char *pool;
+	json_t *v;
+	int r = -ENOMEM;
 
-	json_array_foreach(json_object_get(slice, "ports"), i, p) {
-		const char *pn = jstr(p, "name");
-		json_int_t num = json_integer_value(json_object_get(p, "port"));
-
-		if (strcmp(pn ? pn : "", name) || proto_parse(jstr(p, "protocol")) != proto)
-			continue;
-		if (num < 1 || num > 65535)
-			return -1;
-		return (int)num;
+	vec_init(&vp, port_buf, sizeof(port_buf) / sizeof(port_buf[0]), sizeof(port_buf[0]));
+	vec_init(&va, addr_buf, sizeof(addr_buf) / sizeof(addr_buf[0]), sizeof(addr_buf[0]));
+	doc_prefetch(slice);
+	json_object_foreach((json_t *)slice, k, v) {
+		if (KEY(k, "addressType"))
+			at = json_string_value(v);
+		else if (KEY(k, "ports"))
+			ports = v;
+		else if (KEY(k, "endpoints"))
+			eps = v;
+		else if (KEY(k, "metadata"))
+			meta = v;
 	}
-	return -1;
-}
-
-static int collect(const struct lb_translate_conf *conf, const struct lb_fe *fe,
-		   const json_t *const *slices, size_t n_slices, bool local_only, struct cands *out)
-{
-	for (size_t s = 0; s < n_slices; s++) {
-		const char *at = jstr(slices[s], "addressType");
-		const json_t *ep;
-		size_t i;
-		int port;
-
-		if (!at || strcmp(at, fe->ip.family == 4 ? "IPv4" : "IPv6"))
-			continue;
-		port = slice_port(slices[s], fe->port_name, fe->proto);
-		if (port < 0)
-			continue;
-		json_array_foreach(json_object_get(slices[s], "endpoints"), i, ep) {
-			const json_t *conds = json_object_get(ep, "conditions"), *a;
-			const char *node = jstr(ep, "nodeName");
-			struct cand c = {0};
-			size_t j;
-			int r;
-
-			c.ready = cond(conds, "ready", true);
-			c.serving = cond(conds, "serving", c.ready);
-			c.terminating = cond(conds, "terminating", false);
-			c.be.port = (uint16_t)port;
-			c.be.local = node && conf->node_name && !strcmp(node, conf->node_name);
-			if (local_only && !c.be.local)
-				continue;
-			json_array_foreach(json_object_get(ep, "addresses"), j, a) {
-				if (lb_ip_parse(json_string_value(a), &c.be.ip) < 0 ||
-				    c.be.ip.family != fe->ip.family)
-					continue;
-				if ((r = cands_add(out, &c)) < 0)
-					return r;
-			}
+	if (ret_meta) {
+		memset(ret_meta, 0, sizeof(*ret_meta));
+		json_object_foreach((json_t *)meta, k, v) {
+			if (KEY(k, "name"))
+				ret_meta->name = json_string_value(v);
+			else if (KEY(k, "namespace"))
+				ret_meta->ns = json_string_value(v);
+			else if (KEY(k, "labels"))
+				ret_meta->service =
+					json_string_value(json_object_get(v, LABEL_SERVICE_NAME));
 		}
 	}
-	return 0;
+	family = !at ? 0 : !strcmp(at, "IPv4") ? 4 : !strcmp(at, "IPv6") ? 6 : 0;
+	/* FQDN (family 0): nothing the socket layer can use, the slice stays empty. */
+	json_array_foreach(family ? ports : NULL, i, v) {
+		struct lb_slice_port *sp = vec_push(&vp);
+
+		if (!sp)
+			goto out;
+		slice_port_parse(sp, v);
+		names += slen(sp->name);
+	}
+	json_array_foreach(family ? eps : NULL, i, v)
+		if (slice_ep_parse(conf, family, &va, v) < 0)
+			goto out;
+	sl = malloc(sizeof(*sl) + vp.n * sizeof(*sl->ports) + va.n * sizeof(*sl->addrs) + names);
+	if (!sl)
+		goto out;
+	sl->family = family;
+	sl->n_ports = vp.n;
+	sl->n_addrs = va.n;
+	sl->ports = (struct lb_slice_port *)(sl + 1);
+	sl->addrs = (struct lb_slice_addr *)(sl->ports + vp.n);
+	memcpy(sl->ports, vp.v, vp.n * sizeof(*sl->ports));
+	memcpy(sl->addrs, va.v, va.n * sizeof(*sl->addrs));
+	pool = (char *)(sl->addrs + va.n);
+	for (i = 0; i < vp.n; i++)
+		sl->ports[i].name = pool_put(&pool, sl->ports[i].name);
+	*ret_slice = sl;
+	r = 0;
+out:
+	vec_free(&vp);
+	vec_free(&va);
+	return r;
 }
 
-/* Apply the endpoint-condition rules to the candidates of one frontend. */
-static int select_backends(struct lb_fe *fe, const struct cands *c, bool publish_not_ready)
-{
-	size_t n_ready = 0, k = 0;
-	bool fallback;
+/* --- Service -------------------------------------------------------------------- */
 
-	fe->be = calloc(c->n ? c->n : 1, sizeof(*fe->be));
-	if (!fe->be)
-		return -ENOMEM;
-	for (size_t i = 0; i < c->n; i++)
-		n_ready += c->v[i].ready && !c->v[i].terminating;
-	/* Nothing ready: serving endpoints that terminate are better than none. */
-	fallback = !publish_not_ready && n_ready == 0;
-
-	for (size_t i = 0; i < c->n; i++) {
-		const struct cand *x = &c->v[i];
-		bool sel = publish_not_ready || (x->ready && !x->terminating) ||
-			   (fallback && x->serving && x->terminating);
-
-		if (!sel)
-			continue;
-		fe->be[k] = x->be;
-		fe->be[k++].state = x->terminating ? LB_BE_TERMINATING : LB_BE_ACTIVE;
-	}
-	fe->n_sel = k;
-	/* Kept for flows that already use them, never picked for new ones. */
-	for (size_t i = 0; i < c->n; i++) {
-		const struct cand *x = &c->v[i];
-		bool sel = publish_not_ready || (x->ready && !x->terminating) ||
-			   (fallback && x->serving && x->terminating);
-
-		if (sel || !x->terminating)
-			continue;
-		fe->be[k] = x->be;
-		fe->be[k++].state = LB_BE_TERMINATING;
-	}
-	fe->n_be = k;
-	return 0;
-}
-
-struct fe_list {
-	struct lb_fe *v;
-	size_t n, cap;
+/* A port of spec.ports, read once for all the service's addresses. */
+struct svc_port {
+	const char *name;
+	json_int_t num;
+	uint8_t proto;
 };
 
-static int fe_add(struct fe_list *l, const struct lb_ip *ip, uint8_t type, const json_t *port)
+/* Frontends being collected: port_name borrowed from the document until the spec is built. */
+static int fe_add(struct vec *l, const struct lb_ip *ip, uint8_t type, const struct svc_port *p)
 {
-	json_int_t num = json_integer_value(json_object_get(port, "port"));
-	uint8_t proto = proto_parse(jstr(port, "protocol"));
-	const char *name = jstr(port, "name");
-	struct lb_fe *fe;
+	struct lb_fe *fe, *v = l->v;
 
-	if (!proto || num < 1 || num > 65535)
+	if (!p->proto || p->num < 1 || p->num > 65535)
 		return 0; /* SCTP, or a broken port: nothing to do at the socket layer */
 	for (size_t i = 0; i < l->n; i++)
-		if (l->v[i].port == num && l->v[i].proto == proto &&
-		    !memcmp(&l->v[i].ip, ip, sizeof(*ip)))
+		if (v[i].port == p->num && v[i].proto == p->proto && !memcmp(&v[i].ip, ip, sizeof(*ip)))
 			return 0; /* the same IP listed twice (clusterIP and externalIPs) */
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 4;
-		struct lb_fe *v = realloc(l->v, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
-	fe = &l->v[l->n];
+	if (!(fe = vec_push(l)))
+		return -ENOMEM;
 	memset(fe, 0, sizeof(*fe));
 	fe->ip = *ip;
-	fe->port = (uint16_t)num;
-	fe->proto = proto;
+	fe->port = (uint16_t)p->num;
+	fe->proto = p->proto;
 	fe->type = type;
-	fe->port_name = strdup(name ? name : "");
-	if (!fe->port_name)
-		return -ENOMEM;
-	l->n++;
+	fe->port_name = (char *)(p->name ? p->name : "");
 	return 0;
 }
 
-static int fe_add_ip(struct lb_svc *s, struct fe_list *l, const char *ipstr, uint8_t type,
-		     const json_t *ports)
+static int fe_add_ip(char **warning, struct vec *l, const char *ipstr, uint8_t type,
+		     const struct svc_port *ports, size_t n_ports)
 {
-	const json_t *p;
 	struct lb_ip ip;
-	size_t i;
 	int r;
 
 	if (lb_ip_parse(ipstr, &ip) < 0)
-		return set_msg(&s->warning, "invalid IP address '%s' ignored", ipstr ? ipstr : "");
-	json_array_foreach(ports, i, p)
-		if ((r = fe_add(l, &ip, type, p)) < 0)
+		return set_msg(warning, "invalid IP address '%s' ignored", ipstr ? ipstr : "");
+	for (size_t i = 0; i < n_ports; i++)
+		if ((r = fe_add(l, &ip, type, &ports[i])) < 0)
 			return r;
 	return 0;
 }
 
-static int frontends(struct lb_svc *s, const json_t *spec, const json_t *status,
-		     struct fe_list *l)
+static void port_parse(struct svc_port *p, json_t *port)
 {
-	const json_t *ports = json_object_get(spec, "ports"), *v, *ips;
-	size_t i;
-	int r;
+	const char *k;
+	json_t *v;
 
-	ips = json_object_get(spec, "clusterIPs");
-	if (json_array_size(ips) == 0) {
-		const char *one = jstr(spec, "clusterIP");
-
-		if (one && *one && strcmp(one, "None") && (r = fe_add_ip(s, l, one, LB_FE_CLUSTERIP, ports)) < 0)
-			return r;
+	p->name = NULL;
+	p->num = 0;
+	p->proto = IPPROTO_TCP;
+	json_object_foreach(port, k, v) {
+		if (KEY(k, "port"))
+			p->num = json_integer_value(v);
+		else if (KEY(k, "protocol"))
+			p->proto = proto_parse(json_string_value(v));
+		else if (KEY(k, "name"))
+			p->name = json_string_value(v);
 	}
-	json_array_foreach(ips, i, v) {
+}
+
+static int frontends(char **warning, const char *cip, const json_t *cips, const json_t *eips,
+		     const json_t *jports, const json_t *status, struct vec *l)
+{
+	struct svc_port small[8], *ports = small;
+	size_t i, n = json_array_size(jports);
+	const json_t *v;
+	int r = 0;
+
+	if (n > sizeof(small) / sizeof(small[0]) && !(ports = malloc(n * sizeof(*ports))))
+		return -ENOMEM;
+	json_array_foreach(jports, i, v)
+		port_parse(&ports[i], (json_t *)v);
+	if (json_array_size(cips) == 0 && cip && *cip && strcmp(cip, "None") &&
+	    (r = fe_add_ip(warning, l, cip, LB_FE_CLUSTERIP, ports, n)) < 0)
+		goto out;
+	json_array_foreach(cips, i, v) {
 		const char *ip = json_string_value(v);
 
 		if (ip && *ip && strcmp(ip, "None") &&
-		    (r = fe_add_ip(s, l, ip, LB_FE_CLUSTERIP, ports)) < 0)
-			return r;
+		    (r = fe_add_ip(warning, l, ip, LB_FE_CLUSTERIP, ports, n)) < 0)
+			goto out;
 	}
 	/* In-cluster clients of an external or LB address go straight to a backend. */
-	json_array_foreach(json_object_get(spec, "externalIPs"), i, v)
-		if ((r = fe_add_ip(s, l, json_string_value(v), LB_FE_EXTERNALIP, ports)) < 0)
-			return r;
+	json_array_foreach(eips, i, v)
+		if ((r = fe_add_ip(warning, l, json_string_value(v), LB_FE_EXTERNALIP, ports, n)) < 0)
+			goto out;
 	json_array_foreach(json_object_get(json_object_get(status, "loadBalancer"), "ingress"), i, v) {
 		const char *ip = jstr(v, "ip");
 
-		if (ip && (r = fe_add_ip(s, l, ip, LB_FE_LOADBALANCER, ports)) < 0)
-			return r;
+		if (ip && (r = fe_add_ip(warning, l, ip, LB_FE_LOADBALANCER, ports, n)) < 0)
+			goto out;
 	}
-	return 0;
+out:
+	if (ports != small)
+		free(ports);
+	return r;
 }
 
 /* Why a service is not ours, or NULL. */
-static const char *skip_reason(const struct lb_translate_conf *conf, const json_t *svc,
-			       const json_t *spec)
+static const char *skip_reason(const struct lb_translate_conf *conf, const json_t *labels,
+			       const char *type)
 {
-	const json_t *labels = json_object_get(json_object_get(svc, "metadata"), "labels");
-	const char *proxy = jstr(labels, LABEL_PROXY_NAME), *type = jstr(spec, "type");
+	const char *proxy = jstr(labels, LABEL_PROXY_NAME);
 	const char *want = conf->service_proxy_name ? conf->service_proxy_name : "";
 
 	/* SVC-43: the label names the proxy that owns the service. */
@@ -379,102 +521,403 @@ static const char *skip_reason(const struct lb_translate_conf *conf, const json_
 	return NULL;
 }
 
-int lb_translate(const struct lb_translate_conf *conf, const json_t *svc,
-		 const json_t *const *slices, size_t n_slices, struct lb_svc **ret_svc)
+int lb_service_parse(const struct lb_translate_conf *conf, const json_t *svc,
+		     struct lb_svc_spec **ret_spec)
 {
-	const json_t *meta = json_object_get(svc, "metadata"), *spec = json_object_get(svc, "spec");
-	const json_t *ann = json_object_get(meta, "annotations");
-	const char *name = jstr(meta, "name"), *ns = jstr(meta, "namespace"), *v, *why;
-	struct fe_list l = {0};
-	struct cands c = {0};
-	struct lb_svc *s;
-	bool pnr;
+	const json_t *meta = NULL, *spec = NULL, *status = NULL, *ann = NULL, *labels = NULL;
+	const json_t *ports = NULL, *cips = NULL, *eips = NULL, *aff_conf = NULL;
+	const char *name = NULL, *ns = NULL, *type = NULL, *cip = NULL, *aff = NULL, *itp = NULL;
+	const char *k, *v, *skipped;
+	struct lb_fe fe_buf[8];
+	struct lb_svc_spec *s;
+	struct vec l;
+	char *warning = NULL, *pool;
+	uint8_t algorithm = conf->default_algorithm ? conf->default_algorithm : LB_ALG_RANDOM;
+	uint32_t flags = 0, timeout = 0;
+	size_t names;
+	bool pnr = false;
+	json_t *x;
 	int r;
 
+	doc_prefetch(svc);
+	json_object_foreach((json_t *)svc, k, x) {
+		if (KEY(k, "metadata"))
+			meta = x;
+		else if (KEY(k, "spec"))
+			spec = x;
+		else if (KEY(k, "status"))
+			status = x;
+	}
+	json_object_foreach((json_t *)meta, k, x) {
+		if (KEY(k, "name"))
+			name = json_string_value(x);
+		else if (KEY(k, "namespace"))
+			ns = json_string_value(x);
+		else if (KEY(k, "labels"))
+			labels = x;
+		else if (KEY(k, "annotations"))
+			ann = x;
+	}
 	if (!name || !*name)
 		return -EINVAL;
-	s = calloc(1, sizeof(*s));
-	if (!s)
-		return -ENOMEM;
-	s->name = strdup(name);
-	s->ns = strdup(ns ? ns : "default");
-	if (!s->name || !s->ns) {
+	json_object_foreach((json_t *)spec, k, x) {
+		switch (k[0]) {
+		case 'c':
+			if (KEY(k, "clusterIP"))
+				cip = json_string_value(x);
+			else if (KEY(k, "clusterIPs"))
+				cips = x;
+			break;
+		case 'e':
+			if (KEY(k, "externalIPs"))
+				eips = x;
+			break;
+		case 'i':
+			if (KEY(k, "internalTrafficPolicy"))
+				itp = json_string_value(x);
+			break;
+		case 'p':
+			if (KEY(k, "ports"))
+				ports = x;
+			else if (KEY(k, "publishNotReadyAddresses"))
+				pnr = json_is_true(x);
+			break;
+		case 's':
+			if (KEY(k, "sessionAffinity"))
+				aff = json_string_value(x);
+			else if (KEY(k, "sessionAffinityConfig"))
+				aff_conf = x;
+			break;
+		case 't':
+			if (KEY(k, "type"))
+				type = json_string_value(x);
+			break;
+		}
+	}
+	vec_init(&l, fe_buf, sizeof(fe_buf) / sizeof(fe_buf[0]), sizeof(fe_buf[0]));
+	skipped = skip_reason(conf, labels, type);
+	if (!skipped) {
+		v = jstr(ann, ANN_ALGORITHM);
+		if (v && conf->algorithm_annotation) {
+			uint8_t alg = lb_alg_parse(v);
+
+			if (alg)
+				algorithm = alg;
+			else if ((r = set_msg(&warning, "unknown " ANN_ALGORITHM " '%s' ignored",
+					      v)) < 0)
+				goto fail;
+		}
+		if (aff && !strcmp(aff, "ClientIP")) {
+			json_int_t t = json_integer_value(json_object_get(
+				json_object_get(aff_conf, "clientIP"), "timeoutSeconds"));
+
+			flags |= LB_SVCF_AFFINITY;
+			/* The API allows 1..86400; anything else falls back to the default. */
+			timeout = t >= 1 && t <= 86400 ? (uint32_t)t : LB_AFFINITY_DEFAULT_S;
+		}
+		if (itp && !strcmp(itp, "Local"))
+			flags |= LB_SVCF_ITP_LOCAL;
+		if ((r = frontends(&warning, cip, cips, eips, ports, status, &l)) < 0)
+			goto fail;
+		if (!l.n)
+			skipped = cip && !strcmp(cip, "None") ? "headless service"
+							      : "no TCP or UDP frontend";
+	}
+	names = slen(name) + slen(ns ? ns : "default");
+	for (size_t i = 0; i < l.n; i++)
+		names += slen(((struct lb_fe *)l.v)[i].port_name);
+	s = malloc(sizeof(*s) + l.n * sizeof(*s->fe) + names);
+	if (!s) {
 		r = -ENOMEM;
 		goto fail;
 	}
-	v = jstr(spec, "type");
-	snprintf(s->type, sizeof(s->type), "%s", v ? v : "ClusterIP");
-	s->algorithm = conf->default_algorithm ? conf->default_algorithm : LB_ALG_RANDOM;
+	memset(s, 0, sizeof(*s));
+	s->refs = 1;
+	s->fe = (struct lb_fe *)(s + 1);
+	s->n_fe = l.n;
+	memcpy(s->fe, l.v, l.n * sizeof(*s->fe));
+	pool = (char *)(s->fe + l.n);
+	s->name = pool_put(&pool, name);
+	s->ns = pool_put(&pool, ns ? ns : "default");
+	for (size_t i = 0; i < l.n; i++)
+		s->fe[i].port_name = pool_put(&pool, s->fe[i].port_name);
+	snprintf(s->type, sizeof(s->type), "%s", type ? type : "ClusterIP");
+	s->algorithm = algorithm;
+	s->flags = flags;
+	s->affinity_timeout = timeout;
+	s->publish_not_ready = pnr;
+	s->skipped = skipped;
+	s->warning = warning;
+	vec_free(&l);
+	*ret_spec = s;
+	return 0;
+fail:
+	vec_free(&l);
+	free(warning);
+	return r;
+}
 
-	why = skip_reason(conf, svc, spec);
-	if (why) {
-		s->skipped = strdup(why);
-		if (!s->skipped) {
-			r = -ENOMEM;
-			goto fail;
+/* --- Service + slices -> backends ------------------------------------------------ */
+
+/* One candidate endpoint address of a frontend, before selection. */
+struct cand {
+	struct lb_be be;
+	bool ready, serving, terminating;
+};
+
+/*
+ * The candidates of one frontend, deduplicated by address and port: by a
+ * scan while they are few, through an index (open addressing, slot = i + 1)
+ * once there are more.
+ */
+#define CANDS_SCAN 32
+
+struct cands {
+	struct vec v;
+	uint32_t *idx;
+	size_t idx_size; /* a power of two, at least twice the candidates */
+};
+
+static uint32_t cand_hash(const struct lb_be *be)
+{
+	uint32_t h = 2166136261u;
+
+	for (size_t i = 0; i < sizeof(be->ip.a); i++)
+		h = (h ^ be->ip.a[i]) * 16777619u;
+	h = (h ^ be->port) * 16777619u;
+	return h ^ (h >> 16);
+}
+
+static bool cand_same(const struct cand *x, const struct cand *y)
+{
+	return x->be.port == y->be.port && !memcmp(&x->be.ip, &y->be.ip, sizeof(x->be.ip));
+}
+
+static void cands_index_put(struct cands *c, size_t i)
+{
+	const struct cand *v = c->v.v;
+	size_t m = c->idx_size - 1, h = cand_hash(&v[i].be) & m;
+
+	while (c->idx[h])
+		h = (h + 1) & m;
+	c->idx[h] = (uint32_t)i + 1;
+}
+
+static int cands_add(struct cands *c, const struct cand *x)
+{
+	struct cand *v = c->v.v, *y = NULL;
+
+	/* Duplicates across slices happen during updates: keep the best state. */
+	if (c->idx) {
+		size_t m = c->idx_size - 1;
+
+		for (size_t h = cand_hash(&x->be) & m; c->idx[h]; h = (h + 1) & m)
+			if (cand_same(&v[c->idx[h] - 1], x)) {
+				y = &v[c->idx[h] - 1];
+				break;
+			}
+	} else {
+		for (size_t i = 0; i < c->v.n && !y; i++)
+			if (cand_same(&v[i], x))
+				y = &v[i];
+	}
+	if (y) {
+		if (x->ready && !y->ready)
+			*y = *x;
+		return 0;
+	}
+	if (!(y = vec_push(&c->v)))
+		return -ENOMEM;
+	*y = *x;
+	if (c->v.n > CANDS_SCAN && c->v.n * 2 > c->idx_size) {
+		size_t size = c->idx_size ? c->idx_size * 2 : 4 * CANDS_SCAN;
+		uint32_t *idx = calloc(size, sizeof(*idx));
+
+		if (!idx)
+			return -ENOMEM;
+		free(c->idx);
+		c->idx = idx;
+		c->idx_size = size;
+		for (size_t i = 0; i < c->v.n; i++)
+			cands_index_put(c, i);
+	} else if (c->idx) {
+		cands_index_put(c, c->v.n - 1);
+	}
+	return 0;
+}
+
+static void cands_reset(struct cands *c)
+{
+	c->v.n = 0;
+	free(c->idx);
+	c->idx = NULL;
+	c->idx_size = 0;
+}
+
+/* The port number a slice gives for (name, proto), or -1. */
+static int slice_port(const struct lb_slice *sl, const char *name, uint8_t proto)
+{
+	for (size_t i = 0; i < sl->n_ports; i++) {
+		const struct lb_slice_port *p = &sl->ports[i];
+
+		if (p->proto != proto || strcmp(p->name ? p->name : "", name))
+			continue;
+		return p->port ? p->port : -1;
+	}
+	return -1;
+}
+
+static int collect(const struct lb_fe *fe, const struct lb_slice *const *slices, size_t n_slices,
+		   bool local_only, struct cands *out)
+{
+	for (size_t s = 0; s < n_slices; s++) {
+		const struct lb_slice *sl = slices[s];
+		int port, r;
+
+		if (sl->family != fe->ip.family)
+			continue;
+		port = slice_port(sl, fe->port_name, fe->proto);
+		if (port < 0)
+			continue;
+		for (size_t i = 0; i < sl->n_addrs; i++) {
+			const struct lb_slice_addr *a = &sl->addrs[i];
+			struct cand c = {0};
+
+			if (local_only && !a->local)
+				continue;
+			c.be.ip = a->ip;
+			c.be.port = (uint16_t)port;
+			c.be.local = a->local;
+			c.ready = a->ready;
+			c.serving = a->serving;
+			c.terminating = a->terminating;
+			if ((r = cands_add(out, &c)) < 0)
+				return r;
 		}
+	}
+	return 0;
+}
+
+/*
+ * Apply the endpoint-condition rules to the candidates of one frontend:
+ * append its selectable backends, then the kept ones, to `out`.
+ */
+static int select_backends(struct lb_fe *fe, const struct cands *c, bool publish_not_ready,
+			   struct vec *out)
+{
+	const struct cand *v = c->v.v;
+	size_t n_ready = 0, first = out->n;
+	struct lb_be *be;
+	bool fallback;
+
+	for (size_t i = 0; i < c->v.n; i++)
+		n_ready += v[i].ready && !v[i].terminating;
+	/* Nothing ready: serving endpoints that terminate are better than none. */
+	fallback = !publish_not_ready && n_ready == 0;
+
+	for (int kept = 0; kept < 2; kept++) {
+		for (size_t i = 0; i < c->v.n; i++) {
+			const struct cand *x = &v[i];
+			bool sel = publish_not_ready || (x->ready && !x->terminating) ||
+				   (fallback && x->serving && x->terminating);
+
+			/* Kept: for flows that already use them, never picked for new ones. */
+			if (kept ? sel || !x->terminating : !sel)
+				continue;
+			if (!(be = vec_push(out)))
+				return -ENOMEM;
+			*be = x->be;
+			be->state = x->terminating ? LB_BE_TERMINATING : LB_BE_ACTIVE;
+		}
+		if (!kept)
+			fe->n_sel = out->n - first;
+	}
+	fe->n_be = out->n - first;
+	return 0;
+}
+
+int lb_translate_parsed(const struct lb_svc_spec *spec, const struct lb_slice *const *slices,
+			size_t n_slices, struct lb_svc **ret_svc)
+{
+	struct cand cand_buf[16];
+	struct lb_be be_buf[32];
+	struct lb_fe fe_buf[8], *fe = fe_buf;
+	struct cands c = {0};
+	struct vec bes;
+	struct lb_svc *s = NULL;
+	struct lb_be *be;
+	int r = 0;
+
+	vec_init(&c.v, cand_buf, sizeof(cand_buf) / sizeof(cand_buf[0]), sizeof(cand_buf[0]));
+	vec_init(&bes, be_buf, sizeof(be_buf) / sizeof(be_buf[0]), sizeof(be_buf[0]));
+	if (spec->n_fe > sizeof(fe_buf) / sizeof(fe_buf[0]) &&
+	    !(fe = malloc(spec->n_fe * sizeof(*fe)))) {
+		r = -ENOMEM;
 		goto out;
 	}
+	for (size_t i = 0; i < spec->n_fe; i++) {
+		bool local = (spec->flags & LB_SVCF_ITP_LOCAL) && spec->fe[i].type == LB_FE_CLUSTERIP;
 
-	v = jstr(ann, ANN_ALGORITHM);
-	if (v && conf->algorithm_annotation) {
-		uint8_t alg = lb_alg_parse(v);
-
-		if (alg)
-			s->algorithm = alg;
-		else if ((r = set_msg(&s->warning, "unknown " ANN_ALGORITHM " '%s' ignored", v)) < 0)
-			goto fail;
+		fe[i] = spec->fe[i];
+		cands_reset(&c);
+		if ((r = collect(&fe[i], slices, n_slices, local, &c)) < 0 ||
+		    (r = select_backends(&fe[i], &c, spec->publish_not_ready, &bes)) < 0)
+			goto out;
 	}
-	v = jstr(spec, "sessionAffinity");
-	if (v && !strcmp(v, "ClientIP")) {
-		json_int_t t = json_integer_value(json_object_get(
-			json_object_get(json_object_get(spec, "sessionAffinityConfig"), "clientIP"),
-			"timeoutSeconds"));
-
-		s->flags |= LB_SVCF_AFFINITY;
-		/* The API allows 1..86400; anything else falls back to the default. */
-		s->affinity_timeout = t >= 1 && t <= 86400 ? (uint32_t)t : LB_AFFINITY_DEFAULT_S;
+	/* One block: the service, its frontends, then each frontend's backends in turn. */
+	s = malloc(sizeof(*s) + spec->n_fe * sizeof(*s->fe) + bes.n * sizeof(*be));
+	if (!s) {
+		r = -ENOMEM;
+		goto out;
 	}
-	v = jstr(spec, "internalTrafficPolicy");
-	if (v && !strcmp(v, "Local"))
-		s->flags |= LB_SVCF_ITP_LOCAL;
-	pnr = json_is_true(json_object_get(spec, "publishNotReadyAddresses"));
-
-	if ((r = frontends(s, spec, json_object_get(svc, "status"), &l)) < 0)
-		goto fail;
-	s->fe = l.v;
-	s->n_fe = l.n;
-	l.v = NULL;
-	if (s->n_fe == 0 && !s->skipped) {
-		const char *cip = jstr(spec, "clusterIP");
-
-		if (cip && !strcmp(cip, "None"))
-			s->skipped = strdup("headless service");
-		else
-			s->skipped = strdup("no TCP or UDP frontend");
-		if (!s->skipped) {
-			r = -ENOMEM;
-			goto fail;
-		}
-	}
+	memset(s, 0, sizeof(*s));
+	s->spec = lb_svc_spec_ref((struct lb_svc_spec *)spec);
+	s->ns = spec->ns;
+	s->name = spec->name;
+	memcpy(s->type, spec->type, sizeof(s->type));
+	s->algorithm = spec->algorithm;
+	s->flags = spec->flags;
+	s->affinity_timeout = spec->affinity_timeout;
+	s->skipped = (char *)spec->skipped;
+	s->warning = spec->warning;
+	s->n_fe = spec->n_fe;
+	s->fe = (struct lb_fe *)(s + 1);
+	be = (struct lb_be *)(s->fe + s->n_fe);
+	memcpy(be, bes.v, bes.n * sizeof(*be));
 	for (size_t i = 0; i < s->n_fe; i++) {
-		struct lb_fe *fe = &s->fe[i];
-		bool local = (s->flags & LB_SVCF_ITP_LOCAL) && fe->type == LB_FE_CLUSTERIP;
-
-		c.n = 0;
-		if ((r = collect(conf, fe, slices, n_slices, local, &c)) < 0 ||
-		    (r = select_backends(fe, &c, pnr)) < 0)
-			goto fail;
+		s->fe[i] = fe[i];
+		s->fe[i].be = be;
+		be += fe[i].n_be;
 	}
-out:
-	free(c.v);
 	*ret_svc = s;
+out:
+	cands_reset(&c);
+	vec_free(&c.v);
+	vec_free(&bes);
+	if (fe != fe_buf)
+		free(fe);
 	return r;
-fail:
-	free(c.v);
-	for (size_t i = 0; i < l.n; i++)
-		fe_free(&l.v[i]);
-	free(l.v);
-	lb_svc_free(s);
+}
+
+int lb_translate(const struct lb_translate_conf *conf, const json_t *svc,
+		 const json_t *const *slices, size_t n_slices, struct lb_svc **ret_svc)
+{
+	struct lb_slice **sl = NULL;
+	struct lb_svc_spec *spec;
+	size_t n = 0;
+	int r;
+
+	if ((r = lb_service_parse(conf, svc, &spec)) < 0)
+		return r;
+	if (n_slices && !(sl = calloc(n_slices, sizeof(*sl))))
+		r = -ENOMEM;
+	for (; !r && n < n_slices; n++)
+		r = lb_slice_parse(conf, slices[n], &sl[n], NULL);
+	if (!r)
+		r = lb_translate_parsed(spec, (const struct lb_slice *const *)sl, n_slices, ret_svc);
+	while (n-- > 0)
+		lb_slice_free(sl[n]);
+	free(sl);
+	lb_svc_spec_unref(spec);
 	return r;
 }

@@ -76,6 +76,8 @@ struct lb_fe {
 	struct lb_be *be;
 };
 
+struct lb_svc_spec;
+
 struct lb_svc {
 	char *ns, *name;
 	char type[LB_SVC_TYPE_LEN]; /* spec.type: ClusterIP, NodePort, ... */
@@ -86,6 +88,8 @@ struct lb_svc {
 	char *warning;		    /* a problem with the service that did not stop it, or NULL */
 	size_t n_fe;
 	struct lb_fe *fe;
+	/* The strings above (and each fe's port_name) belong to this parsed Service. */
+	struct lb_svc_spec *spec;
 };
 
 struct lb_translate_conf {
@@ -94,6 +98,45 @@ struct lb_translate_conf {
 	uint8_t default_algorithm;	/* LB_ALG_* */
 	int algorithm_annotation;	/* honour service.cilium.io/lb-algorithm */
 };
+
+/*
+ * Translation in two steps, so that each document is read once, when it
+ * arrives, and no JSON is kept:
+ *
+ *   lb_service_parse()  a Service -> its frontends and settings (a spec)
+ *   lb_slice_parse()    an EndpointSlice -> its family, ports and endpoints
+ *   lb_translate_parsed()  a spec + the parsed slices of the service -> lb_svc
+ *
+ * lb_translate() does the three at once, from JSON.
+ */
+/* -EINVAL if the Service has no metadata.name, -ENOMEM. */
+int lb_service_parse(const struct lb_translate_conf *conf, const json_t *svc,
+		     struct lb_svc_spec **ret_spec);
+struct lb_svc_spec *lb_svc_spec_ref(struct lb_svc_spec *spec);
+/* metadata.namespace ("default" when it has none) and metadata.name. */
+const char *lb_svc_spec_ns(const struct lb_svc_spec *spec);
+const char *lb_svc_spec_name(const struct lb_svc_spec *spec);
+void lb_svc_spec_unref(struct lb_svc_spec *spec);
+
+struct lb_slice;
+/* What names a slice and its service; borrowed from the document. */
+struct lb_slice_meta {
+	const char *ns, *name; /* metadata.namespace (NULL if none), metadata.name */
+	const char *service;   /* its kubernetes.io/service-name label, or NULL */
+};
+/*
+ * -ENOMEM only: whatever the slice holds that is of no use is left out.
+ * ret_meta (may be NULL) is valid as long as the document is.
+ */
+int lb_slice_parse(const struct lb_translate_conf *conf, const json_t *slice,
+		   struct lb_slice **ret_slice, struct lb_slice_meta *ret_meta);
+void lb_slice_free(struct lb_slice *sl);
+/* Endpoint addresses the parsed slice holds (an upper bound of its backends). */
+size_t lb_slice_addrs(const struct lb_slice *sl);
+
+/* `slices` may be NULL when n_slices is 0. 0 and a new lb_svc, or -ENOMEM. */
+int lb_translate_parsed(const struct lb_svc_spec *spec, const struct lb_slice *const *slices,
+			size_t n_slices, struct lb_svc **ret_svc);
 
 /*
  * Translate one Service and the EndpointSlices that belong to it (the caller

@@ -12,6 +12,7 @@
 #endif
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -23,7 +24,10 @@
 
 #include <axoneme/testhost.h>
 
-/* run_pending() and advance() give up after this many callbacks: a loop. */
+/*
+ * advance() gives up after this many callbacks, run_pending() after this many
+ * more than were queued when it was called: a loop.
+ */
 #define TH_MAX_CALLBACKS 100000
 
 enum th_kind { TH_TIMER, TH_IO, TH_SUB, TH_API, TH_METRIC };
@@ -66,14 +70,18 @@ struct axn_handle {
 struct axn_obj {
 	int refs;
 	json_t *doc;
+	const char *kind, *group; /* interned: kind and apiVersion's group ("" for core kinds) */
 	bool mine;
 	struct axn_testhost *th;
 	TAILQ_ENTRY(axn_obj) link;
 };
 
+/* A stored object: in th->store (insertion order, for replays) and in th->index (by key). */
 struct th_entry {
 	char *key;
+	uint64_t hash;
 	struct axn_obj *obj;
+	struct th_entry *hnext;
 	TAILQ_ENTRY(th_entry) link;
 };
 
@@ -108,6 +116,10 @@ struct axn_testhost {
 	TAILQ_HEAD(, axn_handle) handles;
 	TAILQ_HEAD(, axn_obj) objs;
 	TAILQ_HEAD(, th_entry) store;
+	struct th_entry **index; /* hash chains over store, nindex a power of two */
+	size_t nindex, nstore;
+	char **interned; /* kinds and groups (see intern()) */
+	size_t n_interned;
 	TAILQ_HEAD(, th_item) queue;
 	pthread_mutex_t lock;
 	char **logs;
@@ -541,14 +553,65 @@ static int doc_id(const json_t *doc, const char **kind, const char **ns, const c
 	return 0;
 }
 
+static uint64_t key_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
 static struct th_entry *store_find(struct axn_testhost *th, const char *key)
 {
-	struct th_entry *e;
+	uint64_t h = key_hash(key);
 
-	TAILQ_FOREACH(e, &th->store, link)
-		if (!strcmp(e->key, key))
+	if (!th->nindex)
+		return NULL;
+	for (struct th_entry *e = th->index[h & (th->nindex - 1)]; e; e = e->hnext)
+		if (e->hash == h && !strcmp(e->key, key))
 			return e;
 	return NULL;
+}
+
+/* Index a new entry (its key set); -ENOMEM leaves it unindexed and the store unchanged. */
+static int index_add(struct axn_testhost *th, struct th_entry *e)
+{
+	if (th->nstore + 1 > th->nindex / 2) {
+		size_t n = th->nindex ? th->nindex * 2 : 64;
+		struct th_entry **b = calloc(n, sizeof(*b));
+
+		if (!b)
+			return -ENOMEM;
+		for (size_t i = 0; i < th->nindex; i++)
+			for (struct th_entry *x = th->index[i], *next; x; x = next) {
+				next = x->hnext;
+				x->hnext = b[x->hash & (n - 1)];
+				b[x->hash & (n - 1)] = x;
+			}
+		free(th->index);
+		th->index = b;
+		th->nindex = n;
+	}
+	e->hash = key_hash(e->key);
+	e->hnext = th->index[e->hash & (th->nindex - 1)];
+	th->index[e->hash & (th->nindex - 1)] = e;
+	th->nstore++;
+	return 0;
+}
+
+static void index_remove(struct axn_testhost *th, struct th_entry *e)
+{
+	struct th_entry **pp;
+
+	if (!th->nindex)
+		return;
+	for (pp = &th->index[e->hash & (th->nindex - 1)]; *pp; pp = &(*pp)->hnext)
+		if (*pp == e) {
+			*pp = e->hnext;
+			th->nstore--;
+			return;
+		}
 }
 
 static struct th_entry *store_lookup(struct axn_testhost *th, const char *kind, const char *ns,
@@ -565,16 +628,34 @@ static struct th_entry *store_lookup(struct axn_testhost *th, const char *kind, 
  * As the core: "Service" matches the kind in any group; "cilium.io/v2/Kind"
  * or "cilium.io/Kind" also the apiVersion's group ("" for core kinds).
  */
-static bool kind_match(const char *want, const json_t *doc)
+static bool kind_match(const char *want, const struct axn_obj *obj)
 {
-	const char *kind = json_string_value(json_object_get(doc, "kind"));
-	const char *api = json_string_value(json_object_get(doc, "apiVersion"));
-	const char *wslash = strchr(want, '/'), *aslash = api ? strchr(api, '/') : NULL;
-	size_t glen = aslash ? (size_t)(aslash - api) : 0;
+	const char *wslash = strchr(want, '/');
 
-	if (!kind || strcmp(bare_kind(want), kind))
+	if (strcmp(bare_kind(want), obj->kind))
 		return false;
-	return !wslash || ((size_t)(wslash - want) == glen && !strncmp(want, api, glen));
+	return !wslash || ((size_t)(wslash - want) == strlen(obj->group) &&
+			   !strncmp(want, obj->group, (size_t)(wslash - want)));
+}
+
+/*
+ * The few distinct kinds and groups, kept once: matching a watch against
+ * every stored object (a replay) then reads hot strings, not the documents.
+ */
+static const char *intern(struct axn_testhost *th, const char *s, size_t n)
+{
+	char **v;
+
+	for (size_t i = 0; i < th->n_interned; i++)
+		if (!strncmp(th->interned[i], s, n) && !th->interned[i][n])
+			return th->interned[i];
+	v = realloc(th->interned, (th->n_interned + 1) * sizeof(*v));
+	if (!v)
+		return NULL;
+	th->interned = v;
+	if (!(v[th->n_interned] = strndup(s, n)))
+		return NULL;
+	return v[th->n_interned++];
 }
 
 static void deliver(struct axn_testhost *th, struct axn_handle *sub, uint32_t event,
@@ -606,7 +687,7 @@ static void publish(struct axn_testhost *th, uint32_t event, struct axn_obj *obj
 	struct axn_handle *h;
 
 	TAILQ_FOREACH(h, &th->handles, link)
-		if (event && h->kind == TH_SUB && kind_match(h->name, obj->doc))
+		if (event && h->kind == TH_SUB && kind_match(h->name, obj))
 			deliver(th, h, event, obj);
 	doc_id(obj->doc, &kind, &ns, &name);
 	json_array_append_new(th->events, json_pack("{s:s, s:s, s:s?, s:s, s:O}", "event",
@@ -648,6 +729,15 @@ static int store_put(struct axn_testhost *th, json_t *doc, bool mine)
 		r = -EEXIST;
 		goto fail;
 	}
+	{
+		const char *api = json_string_value(json_object_get(doc, "apiVersion"));
+		const char *slash = strchr(api, '/');
+
+		obj->kind = intern(th, kind, strlen(kind));
+		obj->group = intern(th, api, slash ? (size_t)(slash - api) : 0);
+		if (!obj->kind || !obj->group)
+			goto fail;
+	}
 	obj->refs = 1;
 	obj->doc = doc;
 	obj->mine = mine;
@@ -673,6 +763,12 @@ static int store_put(struct axn_testhost *th, json_t *doc, bool mine)
 	}
 	e->key = key;
 	e->obj = obj;
+	if (index_add(th, e) < 0) {
+		free(e);
+		obj->doc = NULL;
+		obj = th_obj_unref(obj);
+		goto fail;
+	}
 	TAILQ_INSERT_TAIL(&th->store, e, link);
 	publish(th, AXN_EV_ADDED, obj);
 	return 0;
@@ -686,6 +782,7 @@ fail:
 static void entry_free(struct axn_testhost *th, struct th_entry *e)
 {
 	TAILQ_REMOVE(&th->store, e, link);
+	index_remove(th, e);
 	th_obj_unref(e->obj);
 	free(e->key);
 	free(e);
@@ -720,7 +817,7 @@ static int th_store_watch(struct axn_mod *self, const char *kind, axn_store_cb c
 		return -ENOMEM;
 	h->sub.cb = cb;
 	TAILQ_FOREACH(e, &th->store, link)
-		if (kind_match(kind, e->obj->doc))
+		if (kind_match(kind, e->obj))
 			deliver(th, h, AXN_EV_ADDED, e->obj);
 	if (th->synced)
 		deliver(th, h, AXN_EV_SYNCED, NULL);
@@ -1060,6 +1157,7 @@ int axn_testhost_free(struct axn_testhost *th)
 	reclaim(th, "at free");
 	while ((e = TAILQ_FIRST(&th->store)))
 		entry_free(th, e);
+	free(th->index);
 	while ((obj = TAILQ_FIRST(&th->objs))) {
 		const char *kind, *ns, *name;
 
@@ -1073,6 +1171,9 @@ int axn_testhost_free(struct axn_testhost *th)
 	for (size_t i = 0; i < th->n_logs; i++)
 		free(th->logs[i]);
 	free(th->logs);
+	for (size_t i = 0; i < th->n_interned; i++)
+		free(th->interned[i]);
+	free(th->interned);
 	free(th->reason);
 	json_decref(th->info);
 	json_decref(th->maps);
@@ -1395,8 +1496,14 @@ int axn_testhost_io_fire(struct axn_testhost *th, int fd, uint32_t events)
 int axn_testhost_run_pending(struct axn_testhost *th)
 {
 	struct th_item *it;
+	long limit = TH_MAX_CALLBACKS;
 	int n = 0;
 
+	/* What is queued now runs whatever its size (a big replay); a loop is what comes after. */
+	pthread_mutex_lock(&th->lock);
+	TAILQ_FOREACH(it, &th->queue, link)
+		limit++;
+	pthread_mutex_unlock(&th->lock);
 	for (;;) {
 		pthread_mutex_lock(&th->lock);
 		if ((it = TAILQ_FIRST(&th->queue)))
@@ -1404,7 +1511,7 @@ int axn_testhost_run_pending(struct axn_testhost *th)
 		pthread_mutex_unlock(&th->lock);
 		if (!it)
 			return n;
-		if (++n > TH_MAX_CALLBACKS) {
+		if (++n > limit || n == INT_MAX) {
 			item_free(it);
 			return -ELOOP;
 		}
@@ -1456,7 +1563,7 @@ size_t axn_testhost_store_count(struct axn_testhost *th, const char *kind)
 	size_t n = 0;
 
 	TAILQ_FOREACH(e, &th->store, link)
-		n += !kind || kind_match(kind, e->obj->doc);
+		n += !kind || kind_match(kind, e->obj);
 	return n;
 }
 

@@ -1,12 +1,19 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * lb-bench - numbers for the lb module, printed, never asserted (run by
+ * bench/run.sh -- what `make bench` runs --, bench/lb-agent.sh,
  * bench/lb-program.sh and bench/lb-connect.sh; needs root for BPF).
  *
- *   lb-bench program N B     N services x B backends: from the store (the
- *                            testhost's, replaying N Services + N slices) into
- *                            real maps through the module's own code path;
- *                            prints wall time, map ops, syscalls and RSS.
+ *   lb-bench program N B [MODE]
+ *                            N services x B backends: from the store (the
+ *                            testhost's) into real maps through the module's
+ *                            own code path; MODE replay (the store holds them
+ *                            when the module starts) or incremental (they
+ *                            arrive while it runs). Prints the time from the
+ *                            first store event to the maps holding all, with
+ *                            the module's read / translate / write split.
+ *   lb-bench docmem DIR      what DIR's *.json manifests weigh as jansson
+ *                            trees (RSS per document).
  *   lb-bench connect N CG    N services in the maps, the socket LB attached to
  *                            cgroup dir CG; connect() p50/p99 to the last one
  *                            (VIP 10.96.x.x:80 -> 127.0.0.1:PORT) and, as the
@@ -18,7 +25,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,21 +104,83 @@ static json_t *slice(uint32_t i, uint32_t nb, uint32_t be_base, uint16_t port)
 			 "TCP", "endpoints", eps);
 }
 
-static int bench_program(uint32_t n, uint32_t nb)
+/* LB_PERF_CTL=fifo: "perf record -D -1 --control fifo:FIFO" profiles only the timed part. */
+static void perf_ctl(const char *cmd)
 {
-	uint32_t max[LBM_N];
+	const char *path = getenv("LB_PERF_CTL");
+	int fd;
+
+	if (!path || !*path || (fd = open(path, O_WRONLY | O_CLOEXEC)) < 0)
+		return;
+	if (write(fd, cmd, strlen(cmd)) < 0)
+		perror("lb-bench: perf control");
+	close(fd);
+}
+
+static void inject_all(struct axn_testhost *th, uint32_t n, uint32_t nb)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		axn_testhost_inject(th, AXN_EV_ADDED, service(i));
+		axn_testhost_inject(th, AXN_EV_ADDED, slice(i, nb, 0x0b000000u, 8080));
+	}
+}
+
+/* Run queued deliveries and deferred calls until nothing is left. */
+static int drain(struct axn_testhost *th)
+{
+	int r;
+
+	while ((r = axn_testhost_run_pending(th)) > 0)
+		;
+	return r;
+}
+
+/* The module's breakdown of the flush that wrote the N services (its log line). */
+static void flush_breakdown(struct axn_testhost *th, double *read, double *tr, double *wr)
+{
+	const char *line = NULL, *p;
+
+	*read = *tr = *wr = -1;
+	for (size_t i = 0; axn_testhost_log_line(th, i); i++)
+		if (strstr(axn_testhost_log_line(th, i), " services, ") &&
+		    !strstr(axn_testhost_log_line(th, i), ": 0 services"))
+			line = axn_testhost_log_line(th, i);
+	if (line && (p = strstr(line, "(read ")))
+		sscanf(p, "(read %lf ms, translate %lf ms, write %lf ms", read, tr, wr);
+}
+
+/*
+ * N services x NB backends from the store into the maps, through the module
+ * on the testhost. mode "replay": the store holds everything when the module
+ * starts (an agent start); "incremental": the module is live on an empty
+ * store and the objects arrive (a cluster that grows, or a source that
+ * syncs late). `ms` is from the first store event delivered to the module
+ * until the maps hold everything (the flush done): every delivery, read,
+ * translation and map write -- not building the documents, nor the store's
+ * own puts and replay (the testhost's, not the agent's: store_put_ms,
+ * start_ms).
+ */
+static int bench_program(uint32_t n, uint32_t nb, const char *mode)
+{
+	uint32_t max[LBM_N], want_svc = n * (nb + 1), want_be = n * nb, got_svc, got_be;
 	int fd[LBM_N], r;
 	char svcmax[32], bemax[32], rnmax[32];
 	const char *conf[] = {"socket_lb", "false", "services_max", svcmax, "backends_max", bemax,
 			      "revnat_max", rnmax, NULL};
 	struct axn_testhost *th;
-	long rss0 = rss_kb(), rss1, rss2;
-	double t0, t1, v = 0;
+	bool replay = !strcmp(mode, "replay");
+	long rss1, rss2;
+	size_t heap1, heap2;
+	double t_put0, t_put1, t_start0, t0, t1, rd, tr, wr;
 
+	if (!replay && strcmp(mode, "incremental")) {
+		fprintf(stderr, "lb-bench: mode is replay or incremental\n");
+		return 2;
+	}
 	for (int i = 0; i < LBM_N; i++)
 		max[i] = 1024;
-	max[LBM_SVC4] = n * (nb + 1) + 16;
-	max[LBM_BE4] = n * nb + 16;
+	max[LBM_SVC4] = want_svc + 16;
+	max[LBM_BE4] = want_be + 16;
 	max[LBM_RN4] = n + 16;
 	max[LBM_SK4] = max[LBM_SK6] = 262144;
 	max[LBM_AFF] = 65536;
@@ -125,39 +196,98 @@ static int bench_program(uint32_t n, uint32_t nb)
 		return 77;
 	}
 	th = axn_testhost_new(&axn_module_lb_desc, conf);
-	if (!th)
+	if (!th || axn_testhost_init(th) < 0)
 		return 1;
 	for (int i = 0; i < LBM_N; i++)
 		axn_testhost_set_map(th, lb_map_defs[i].name, fd[i]);
-	for (uint32_t i = 0; i < n; i++) {
-		axn_testhost_inject(th, AXN_EV_ADDED, service(i));
-		axn_testhost_inject(th, AXN_EV_ADDED, slice(i, nb, 0x0b000000u, 8080));
+	if (replay) {
+		t_put0 = now_ms();
+		inject_all(th, n, nb);
+		axn_testhost_inject(th, AXN_EV_SYNCED, NULL);
+		t_put1 = now_ms();
+		rss1 = rss_kb();
+		heap1 = mallinfo2().uordblks;
+		perf_ctl("enable\n");
+		/* start: adopt the (empty) maps, watch: the store queues its replay. */
+		t_start0 = now_ms();
+		if (axn_testhost_start(th) < 0)
+			return 1;
+		t0 = now_ms();
+	} else {
+		axn_testhost_inject(th, AXN_EV_SYNCED, NULL);
+		if (axn_testhost_start(th) < 0 || drain(th) < 0)
+			return 1;
+		t_put0 = now_ms();
+		inject_all(th, n, nb);
+		t_put1 = now_ms();
+		rss1 = rss_kb();
+		heap1 = mallinfo2().uordblks;
+		perf_ctl("enable\n");
+		t_start0 = t0 = now_ms();
 	}
-	axn_testhost_inject(th, AXN_EV_SYNCED, NULL);
-	rss1 = rss_kb();
-	if (axn_testhost_init(th) < 0)
-		return 1;
-	/* Timed: start (adopt the empty maps, watch), the store's replay, translation, writes. */
-	t0 = now_ms();
-	if (axn_testhost_start(th) < 0)
-		return 1;
-	while (axn_testhost_run_pending(th) > 0)
-		;
+	r = drain(th);
 	t1 = now_ms();
+	perf_ctl("disable\n");
+	if (r < 0)
+		return 1;
 	rss2 = rss_kb();
-	axn_testhost_metric(th, "map_writes_total", &v);
-	printf("program services=%u backends_per_service=%u ms=%.1f services_per_s=%.0f "
-	       "map_ops=%.0f entries_svc=%u entries_be=%u rss_store_kb=%ld rss_module_kb=%ld\n",
-	       n, nb, t1 - t0, n / ((t1 - t0) / 1e3), v, lbt_count(fd[LBM_SVC4]),
-	       lbt_count(fd[LBM_BE4]), rss1 - rss0, rss2 - rss1);
-	{
-		const char *line = axn_testhost_log_find(th, "in sync");
-
-		if (line)
-			printf("  module: %s\n", line);
-	}
+	heap2 = mallinfo2().uordblks;
+	flush_breakdown(th, &rd, &tr, &wr);
+	got_svc = lbt_count(fd[LBM_SVC4]);
+	got_be = lbt_count(fd[LBM_BE4]);
+	printf("program mode=%s services=%u backends_per_service=%u ms=%.1f read_ms=%.1f "
+	       "translate_ms=%.1f write_ms=%.1f start_ms=%.1f store_put_ms=%.1f entries_svc=%u "
+	       "entries_be=%u maps=%s rss_module_kb=%ld heap_module_kb=%ld\n",
+	       mode, n, nb, t1 - t0, rd, tr, wr, t0 - t_start0, t_put1 - t_put0, got_svc, got_be,
+	       got_svc == want_svc && got_be == want_be ? "ok" : "INCOMPLETE", rss2 - rss1,
+	       ((long)heap2 - (long)heap1) / 1024);
 	axn_testhost_free(th);
 	lbt_maps_close(fd);
+	return got_svc == want_svc && got_be == want_be ? 0 : 1;
+}
+
+/*
+ * What the manifests of DIR (*.json, one or more documents each) weigh as
+ * jansson trees, the form the agent's store and statedir hold them in: the
+ * RSS that loading them adds, per document.
+ */
+static int bench_docmem(const char *dir)
+{
+	char cmd[1024], path[1024];
+	long rss0 = rss_kb(), rss1;
+	json_t *all = json_array();
+	size_t n = 0, bytes = 0;
+	FILE *ls;
+
+	snprintf(cmd, sizeof(cmd), "ls -1 '%s' 2>/dev/null", dir);
+	ls = popen(cmd, "r");
+	while (ls && fgets(path, sizeof(path), ls)) {
+		char full[2048];
+		json_error_t err;
+		json_t *doc;
+		FILE *f;
+
+		path[strcspn(path, "\n")] = '\0';
+		if (!strstr(path, ".json"))
+			continue;
+		snprintf(full, sizeof(full), "%s/%s", dir, path);
+		if (!(f = fopen(full, "r")))
+			continue;
+		fseek(f, 0, SEEK_END);
+		bytes += (size_t)ftell(f);
+		rewind(f);
+		while ((doc = json_loadf(f, JSON_DISABLE_EOF_CHECK, &err))) {
+			json_array_append_new(all, doc);
+			n++;
+		}
+		fclose(f);
+	}
+	if (ls)
+		pclose(ls);
+	rss1 = rss_kb();
+	printf("docmem documents=%zu file_kb=%zu rss_kb=%ld bytes_per_doc=%.0f\n", n, bytes / 1024,
+	       rss1 - rss0, n ? (double)(rss1 - rss0) * 1024 / (double)n : 0.0);
+	json_decref(all);
 	return 0;
 }
 
@@ -297,8 +427,11 @@ static int bench_connect(uint32_t n, const char *cg)
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IONBF, 0);
-	if (argc == 4 && !strcmp(argv[1], "program"))
-		return bench_program((uint32_t)atoi(argv[2]), (uint32_t)atoi(argv[3]));
+	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "program"))
+		return bench_program((uint32_t)atoi(argv[2]), (uint32_t)atoi(argv[3]),
+				     argc == 5 ? argv[4] : "replay");
+	if (argc == 3 && !strcmp(argv[1], "docmem"))
+		return bench_docmem(argv[2]);
 	if (argc == 4 && !strcmp(argv[1], "connect"))
 		return bench_connect((uint32_t)atoi(argv[2]), argv[3]);
 	if (argc == 6 && !strcmp(argv[1], "connect-raw")) {
@@ -312,6 +445,6 @@ int main(int argc, char **argv)
 		printf("connect-raw %s p50_us=%.1f p99_us=%.1f\n", argv[2], p50, p99);
 		return 0;
 	}
-	fprintf(stderr, "usage: lb-bench program N B | connect N CGROUP | connect-raw IP DPORT LPORT COUNT\n");
+	fprintf(stderr, "usage: lb-bench program N B [replay|incremental] | docmem DIR | connect N CGROUP | connect-raw IP DPORT LPORT COUNT\n");
 	return 2;
 }

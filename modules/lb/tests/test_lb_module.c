@@ -4,7 +4,8 @@
  * (unpinned) BPF maps out, socket LB off (the testhost has no hooks). Covers
  * "nothing before sync", updates and deletes, a slice moving between
  * services, a live lb-algorithm change, a full map (health, metric, the
- * services view) and a restart that adopts the maps. Needs root for the
+ * services view), a restart that adopts the maps, and syncs big enough for
+ * the second threads (parsing, map writes). Needs root for the
  * maps; skipped otherwise.
  */
 #include <arpa/inet.h>
@@ -66,6 +67,11 @@ static int setup(void **state)
 static int setup_small(void **state)
 {
 	return setup_n(state, "16");
+}
+
+static int setup_big(void **state)
+{
+	return setup_n(state, "65536");
 }
 
 static int teardown(void **state)
@@ -297,6 +303,92 @@ static void test_restart_adopts(void **state)
 	assert_int_equal(axn_testhost_stop(fx->th), 0);
 }
 
+/*
+ * Enough objects for the sync's second threads (parsing from 2048 events,
+ * map writes from 8192 entries a step), then a batch of changes big enough
+ * for them too, whose order matters (a service deleted and added again, at
+ * another address, in the same batch).
+ */
+#define BIG 5000
+
+static json_t *big_slice(int i, int n)
+{
+	char name[32], svc[32], base[32];
+
+	snprintf(base, sizeof(base), "10.%d.%d.", 100 + i / 256, i % 256);
+	snprintf(svc, sizeof(svc), "s%d", i);
+	snprintf(name, sizeof(name), "s%d-x", i);
+	return lbt_slice("big", svc, name, 0, base, 1, n, 8080, "TCP", "testnode");
+}
+
+/* Service i on 10.<net>.<i / 256>.<i % 256>. */
+static void big_ip(char *ip, size_t len, int net, int i)
+{
+	snprintf(ip, len, "10.%d.%d.%d", net, i / 256, i % 256);
+}
+
+static json_t *big_service(int i, int net)
+{
+	char name[32], ip[32];
+
+	big_ip(ip, sizeof(ip), net, i);
+	snprintf(name, sizeof(name), "s%d", i);
+	return lbt_service("big", name, ip, 80, "TCP", NULL);
+}
+
+static uint16_t big_count(struct fx *fx, int i, int net, int *found)
+{
+	char ip[32];
+
+	big_ip(ip, sizeof(ip), net, i);
+	return master(fx, ip, 0, found).count;
+}
+
+static void test_big_sync(void **state)
+{
+	struct fx *fx = *state;
+	int found;
+
+	NEED_ROOT(fx);
+	for (int i = 0; i < BIG; i++) {
+		put(fx, big_service(i, 96));
+		put(fx, big_slice(i, 2));
+	}
+	assert_int_equal(axn_testhost_inject(fx->th, AXN_EV_SYNCED, NULL), 0);
+	assert_int_equal(axn_testhost_start(fx->th), 0);
+	run(fx);
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), BIG * 3);
+	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), BIG * 2);
+	assert_int_equal(lbt_count(fx->fd[LBM_RN4]), BIG);
+	for (int i = 0; i < BIG; i += 499) {
+		assert_int_equal(big_count(fx, i, 96, &found), 2);
+		assert_true(found);
+	}
+
+	/* One batch: half the slices grow, one service moves, one loses its slice. */
+	for (int i = 0; i < BIG / 2; i++)
+		put(fx, big_slice(i, 3));
+	del(fx, big_service(BIG - 1, 96));
+	put(fx, big_service(BIG - 1, 97));
+	del(fx, big_slice(BIG - 2, 2));
+	run(fx);
+	assert_int_equal(big_count(fx, 0, 96, &found), 3);
+	assert_int_equal(big_count(fx, BIG / 2 - 1, 96, &found), 3);
+	assert_int_equal(big_count(fx, BIG / 2, 96, &found), 2);
+	big_count(fx, BIG - 1, 96, &found);
+	assert_false(found);
+	assert_int_equal(big_count(fx, BIG - 1, 97, &found), 2);
+	assert_true(found);
+	assert_int_equal(big_count(fx, BIG - 2, 96, &found), 0);
+	assert_true(found);
+	/* masters + slots: 2500 x 4 + 2498 x 3 + 1 (no slice) + 3 (moved) */
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), (BIG / 2) * 4 + (BIG / 2 - 2) * 3 + 1 + 3);
+	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), (BIG / 2) * 3 + (BIG / 2 - 1) * 2);
+	assert_int_equal(lbt_count(fx->fd[LBM_RN4]), BIG);
+	assert_int_equal(axn_testhost_state(fx->th, NULL), AXN_STATE_UP);
+	assert_int_equal(axn_testhost_stop(fx->th), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -304,6 +396,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_slice_moves_and_algorithm, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_map, setup_small, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_adopts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_big_sync, setup_big, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

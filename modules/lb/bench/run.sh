@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# modules/lb/bench/run.sh — the lb module's benchmarks, as `make bench` runs
+# them (tests/bench/run.sh sets AXN_BUILD and AXN_SRC). Numbers next to their
+# targets; never a failure because of a number. Needs root (BPF maps, lab).
+#
+#  1. Programming: N services x B backends from the store into the maps
+#     (lb-bench program: the module on the testhost, real BPF maps), the
+#     time from the first store event delivered to the module until the maps
+#     hold everything -- on a replay (the store holds the objects when the
+#     module starts, as at agent start) and incremental (they arrive while
+#     the module runs). Median of LB_RUNS runs (LB_RUNS_100K for 100k), with
+#     the module's own read / translate / write split.
+#  2. The real agent (lb-agent.sh): statedir + lb over 10k Services + 10k
+#     EndpointSlices; exec -> all services in the maps, RSS with a breakdown.
+#
+# Also here, not run by default (each takes minutes next to kube-proxy-style
+# iptables): lb-program.sh (programming vs iptables-restore) and
+# lb-connect.sh (connect() latency vs iptables DNAT).
+set -uo pipefail
+
+src=${AXN_SRC:-$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../../.." && pwd -P)}
+build=${AXN_BUILD:-$src/_build}
+RUNS=${LB_RUNS:-5}
+RUNS_100K=${LB_RUNS_100K:-1}
+SIZES=${LB_SIZES:-"10000 100000"}
+BACKENDS=${LB_BACKENDS:-"1 10"}
+
+if [ "$(id -u)" != 0 ]; then
+	echo "SKIP: the lb benchmarks need root (BPF maps, network namespaces)"
+	exit 77
+fi
+if [ ! -f "$build/modules/lb/Makefile" ]; then
+	echo "lb bench: no configured build in $build (set AXN_BUILD)" >&2
+	exit 1
+fi
+make -s -C "$build/modules/lb" bench/lb-bench >/dev/null || exit 1
+BENCH=$build/modules/lb/bench/lb-bench
+export LB_BENCH=$BENCH
+
+target_ms() { [ "$1" -ge 100000 ] && echo 400 || echo 40; }
+# median of the numbers on stdin
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "-" }'; }
+field() { sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p"; }
+
+echo "lb: programming N services from the store into the BPF maps (first store event -> maps hold all)"
+echo "    testhost store + the module's code + real maps; median of $RUNS runs ($RUNS_100K at 100k)"
+printf '%9s %8s  %-11s %9s %9s %9s %9s   %-14s %s\n' services backends mode ms read translate write target maps
+rc=0
+for n in $SIZES; do
+	runs=$RUNS
+	[ "$n" -ge 100000 ] && runs=$RUNS_100K
+	for b in $BACKENDS; do
+		for mode in replay incremental; do
+			out=""
+			for ((i = 0; i < runs; i++)); do
+				line=$("$BENCH" program "$n" "$b" "$mode" 2>&1 | grep '^program ') || true
+				[ -n "$line" ] && out+="$line"$'\n'
+			done
+			if [ -z "$out" ]; then
+				printf '%9s %8s  %-11s %9s\n' "$n" "$b" "$mode" "failed"
+				rc=1
+				continue
+			fi
+			ms=$(field ms <<<"$out" | median)
+			t=$(target_ms "$n")
+			printf '%9s %8s  %-11s %9s %9s %9s %9s   < %3s ms %-5s %s\n' "$n" "$b" "$mode" "$ms" \
+				"$(field read_ms <<<"$out" | median)" "$(field translate_ms <<<"$out" | median)" \
+				"$(field write_ms <<<"$out" | median)" "$t" \
+				"$(awk -v v="$ms" -v t="$t" 'BEGIN { print (v + 0 < t + 0) ? "ok" : "OVER" }')" \
+				"$(field maps <<<"$out" | sort -u | tr '\n' ' ')"
+		done
+	done
+done
+echo "    (ms: deliveries + read + translate + write; read = parsing the documents (2 threads"
+echo "     from 2048 events) and applying them; write = the map syscalls (2 threads from 8192 entries))"
+echo
+
+"$src/modules/lb/bench/lb-agent.sh" || rc=1
+exit $rc
