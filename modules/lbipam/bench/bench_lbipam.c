@@ -216,7 +216,7 @@ int main(int argc, char **argv)
 	printf("  testhost store fill (not lbipam)     %8.1f ms\n", w.inject_ms);
 	printf("  writer: decide all after SYNCED      %8.1f ms   (%g status writes, %g unsatisfied)\n",
 	       w.decide_ms, w.writes, w.unsat);
-	printf("    of which inside the testhost's store_set_status %8.1f ms (a linear lookup per write)\n",
+	printf("    of which inside the testhost's store_set_status %8.1f ms (the fake source copies and re-puts each status)\n",
 	       w.decide_host_ms);
 	printf("    lbipam itself (decisions, status documents) %8.1f ms\n", w.decide_ms - w.decide_host_ms);
 	printf("  reader: decide all after SYNCED      %8.1f ms   (no status writes)\n", r.decide_ms);
