@@ -30,9 +30,9 @@
  */
 #define TH_MAX_CALLBACKS 100000
 
-enum th_kind { TH_TIMER, TH_IO, TH_SUB, TH_API, TH_METRIC };
+enum th_kind { TH_TIMER, TH_IO, TH_SUB, TH_API, TH_METRIC, TH_ALIAS };
 static const char *const th_kind_name[] = {"timer", "io watch", "subscription", "endpoint",
-					   "metric"};
+					   "metric", "alias"};
 
 enum th_lc { LC_LOADED, LC_INIT, LC_UP, LC_STOPPED };
 
@@ -60,6 +60,9 @@ struct axn_handle {
 		struct {
 			axn_api_cb cb;
 		} api;
+		struct {
+			char *target; /* the endpoint path (without the module name) */
+		} alias;
 		struct {
 			double value;
 		} metric;
@@ -330,6 +333,8 @@ static void handle_destroy(struct axn_handle *h)
 	TAILQ_REMOVE(&h->th->handles, h, link);
 	if (h->kind == TH_SUB)
 		queue_drop(h->th, h);
+	if (h->kind == TH_ALIAS)
+		free(h->alias.target);
 	free(h->name);
 	free(h);
 }
@@ -341,6 +346,11 @@ static int reclaim(struct axn_testhost *th, const char *when)
 	int n = 0;
 
 	while ((h = TAILQ_FIRST(&th->handles))) {
+		/* Aliases have no handle a module could free: the core reclaims them. */
+		if (h->kind == TH_ALIAS) {
+			handle_destroy(h);
+			continue;
+		}
 		fprintf(stderr, "axn_testhost: %s: leaked %s%s%s %s\n", th->desc->name,
 			th_kind_name[h->kind], h->name ? " " : "", h->name ? h->name : "", when);
 		handle_destroy(h);
@@ -1039,6 +1049,24 @@ static int th_api_register(struct axn_mod *self, const char *path, axn_api_cb cb
 	return 0;
 }
 
+static int th_api_alias(struct axn_mod *self, const char *alias, const char *path)
+{
+	struct axn_testhost *th = th_of(self);
+	struct axn_handle *h;
+
+	if (!alias || !*alias || !path || !*path)
+		return -EINVAL;
+	if (find_named(th, TH_ALIAS, alias) || find_named(th, TH_API, alias))
+		return -EEXIST;
+	if (!(h = handle_new(th, TH_ALIAS, NULL, alias)))
+		return -ENOMEM;
+	if (!(h->alias.target = strdup(path))) {
+		handle_destroy(h);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
 static int th_metric_new(struct axn_mod *self, const char *name, uint32_t type, const char *help,
 			 struct axn_handle **ret_h)
 {
@@ -1100,6 +1128,7 @@ static const struct axn_host th_host = {
 	.obj_json = th_obj_json,
 	.selector_match = th_selector_match,
 	.api_register = th_api_register,
+	.api_alias = th_api_alias,
 	.metric_new = th_metric_new,
 	.metric_add = th_metric_add,
 	.metric_set = th_metric_set,
@@ -1378,6 +1407,9 @@ int axn_testhost_api_call(struct axn_testhost *th, const char *path, const json_
 		return -EINVAL;
 	if (!strncmp(path, th->desc->name, n) && path[n] == '/' && !find_named(th, TH_API, path))
 		path += n + 1;
+	/* An alias the module declared ("service/list") stands for one of its endpoints. */
+	if (!find_named(th, TH_API, path) && (h = find_named(th, TH_ALIAS, path)))
+		path = h->alias.target;
 	if (!(h = find_named(th, TH_API, path)))
 		return -ENOENT;
 	if (!args && !(args = empty = json_object()))

@@ -156,6 +156,13 @@ static void test_store_to_maps(void **state)
 	assert_int_equal(axn_testhost_api_call(fx->th, "lb/bpf", NULL, &resp, &err), 0);
 	assert_int_equal(json_array_size(json_object_get(resp, "items")), 1);
 	json_decref(resp);
+	/* Cilium's spellings reach the same views. */
+	assert_int_equal(axn_testhost_api_call(fx->th, "service/list", NULL, &resp, &err), 0);
+	assert_int_equal(json_array_size(json_object_get(resp, "items")), 1);
+	json_decref(resp);
+	assert_int_equal(axn_testhost_api_call(fx->th, "bpf/lb/list", NULL, &resp, &err), 0);
+	assert_int_equal(json_array_size(json_object_get(resp, "items")), 1);
+	json_decref(resp);
 
 	/* Scale down: slice b goes. */
 	del(fx, lbt_slice("ns", "web", "web-b", 0, "10.200.2.", 2, 1, 8080, "TCP", "node2"));

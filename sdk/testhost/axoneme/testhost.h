@@ -107,7 +107,8 @@ uint32_t axn_testhost_state(struct axn_testhost *th, const char **ret_reason);
 /* A metric's value by the name the module gave, or -ENOENT. */
 int axn_testhost_metric(struct axn_testhost *th, const char *name, double *ret_value);
 /*
- * Call an endpoint by "<module>/<path>" or bare "<path>"; args NULL is {}.
+ * Call an endpoint by "<module>/<path>", bare "<path>", or an alias the
+ * module declared with api_alias ("service/list"); args NULL is {}.
  * Returns the handler's result; *ret_resp (new reference) and *ret_err
  * (malloc'd, may be NULL) are written as the handler left them.
  */
