@@ -74,13 +74,11 @@ struct module {
 	char *health_reason;
 	char *fail_reason;
 	void *conf; /* desc->conf_size bytes, filled from the conf file */
-	config_t *conf_owner; /* strings in conf point into the config_t they came from */
 	struct handle_list handles;
 	TAILQ_ENTRY(module) link;
 	int order; /* position in start order */
 	bool source; /* registered as a resource source */
 	bool synced;
-	bool seen_conf; /* reload bookkeeping */
 };
 TAILQ_HEAD(module_list, module);
 
@@ -99,7 +97,6 @@ struct agent_conf {
 struct agent {
 	struct event_base *base;
 	const char *conf_path;
-	config_t *cfg; /* the running configuration */
 	struct agent_conf conf;
 	struct module_list modules; /* in start order */
 	struct module *core_mod;    /* pseudo-module owning core resources */
