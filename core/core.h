@@ -101,6 +101,7 @@ struct agent {
 	struct module_list modules; /* in start order */
 	struct module *core_mod;    /* pseudo-module owning core resources */
 	bool purge;
+	bool log_level_fixed; /* --log-level given: reloads keep it */
 	bool stopping;
 	bool ready;
 	uint64_t start_ns;

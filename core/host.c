@@ -751,7 +751,10 @@ int agent_reload(struct agent *a)
 			goto reject;
 	}
 
-	/* Valid: apply. Stop modules that are gone, in reverse order. */
+	/* Valid: apply. The log level takes effect at once (unless --log-level fixed it). */
+	if (!a->log_level_fixed)
+		log_set_level(log_level_parse(pc->agent.log_level));
+	/* Stop modules that are gone, in reverse order. */
 	TAILQ_FOREACH_REVERSE(m, &a->modules, module_list, link) {
 		bool keep = false;
 

@@ -213,6 +213,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	log_set_level(log_level_parse(level ? level : a->conf.log_level));
+	a->log_level_fixed = level != NULL;
 	if (!a->conf.node_name) {
 		if (gethostname(hostname, sizeof(hostname)) < 0)
 			snprintf(hostname, sizeof(hostname), "unknown");
