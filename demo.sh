@@ -10,7 +10,7 @@
 # tree (tools/bootstrap.sh -> _build/stage), builds the SDK example module
 # "hello" out of tree against the staged SDK, then makes two "nodes" out of
 # network namespaces on a private bridge and runs one agent in each with the
-# statedir module (reading conf/examples/) and hello. Nothing it sends leaves
+# statedir module (reading conf/examples/), hello, lbipam and lb. Nothing it sends leaves
 # those namespaces; everything it creates is removed at the end.
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
@@ -40,7 +40,8 @@ echo
 bold "== 2/4 Build the example module 'hello' out of tree, against the installed SDK"
 lab_build_hello "$LAB_WORK/build"
 explain "SDK headers and pkg-config file from $AXN_STAGE/usr/local; module: $LAB_HELLO_SO"
-lab_moduledir "$LAB_WORK/modules" "$LAB_MODULEDIR/statedir.so" "$LAB_HELLO_SO"
+lab_moduledir "$LAB_WORK/modules" "$LAB_MODULEDIR/statedir.so" "$LAB_MODULEDIR/lbipam.so" \
+	"$LAB_MODULEDIR/lb.so" "$LAB_HELLO_SO"
 LAB_MODULEDIR=$LAB_WORK/modules
 
 echo
@@ -48,10 +49,17 @@ bold "== 3/4 Start a two-node lab"
 for n in 1 2; do
 	lab_node "$n"
 	cp "$ROOT"/conf/examples/*.yaml "$ROOT"/conf/examples/*.json "$(lab_statedir "$n")/"
+	if [ "$n" = 1 ]; then
+		lbipam="lbipam: { writer = true; };"
+	else
+		# One writer decides; node 2 follows node 1's decisions.
+		lbipam="lbipam: { writer = false; follow = \"$(lab_rundir 1)/lbipam-state.json\"; follow_interval_ms = 200; reader_status = true; };"
+	fi
 	lab_conf "$n" - <<-EOF
-		modules = ( "statedir", "hello" );
+		modules = ( "statedir", "hello", "lbipam", "lb" );
 		statedir: { path = "$(lab_statedir "$n")"; };
 		hello: { greeting = "hello"; };
+		$lbipam
 	EOF
 done
 for n in 1 2; do
@@ -92,6 +100,12 @@ for n in 1 2; do
 	show "$n" "a module's own endpoint" \
 		"Modules add their own API endpoints and CLI views; hello answers with its configured greeting and a tick counter." \
 		hello greet
+	show "$n" "LoadBalancer IPs" \
+		"lbipam gave each Service of type LoadBalancer an address from the CiliumLoadBalancerIPPools, with Cilium's LB-IPAM rules (requested IPs, sharing keys, selectors). Node 1 decides; node 2 follows, so both show the same addresses." \
+		lbipam services
+	show "$n" "services in the socket load balancer" \
+		"lb turned Services and EndpointSlices into frontends and backends in pinned BPF maps; its cgroup programs translate a ClusterIP or LoadBalancer IP to a backend at connect() time, as Cilium's kube-proxy replacement does. (Cilium's spelling works: axoneme service list.)" \
+		service list
 done
 
 echo
