@@ -14,6 +14,9 @@
  *   WAITING --(Service and EndpointSlice both SYNCED)--> flush all, prune --> LIVE
  *   LIVE: every change is queued; a deferred flush parses and applies the queue
  *         (marking services dirty), then translates and writes the dirty ones
+ *   a failed write (in any flush): what it wrote stays pending in the writer;
+ *         a timer flushes again after 100 ms, doubling up to 10 s, until a
+ *         flush writes everything (DEGRADED until then)
  *
  * Nothing is written before both kinds synced, so a restarted agent never
  * shows the datapath a service whose slices have not been replayed yet.
@@ -84,9 +87,19 @@ struct lb {
 	int synced; /* bit 0: Service, bit 1: EndpointSlice */
 	size_t n_errors;
 
+	/*
+	 * A failed map write is retried with backoff (lb_sync.c): the error while
+	 * it lasts (DEGRADED), the one-shot retry timer, the next delay; a failed
+	 * prune is redone by the retry too.
+	 */
+	int write_err;
+	struct axn_handle *retry_t;
+	uint32_t retry_ms, n_retries;
+	bool prune_pending;
+
 	struct axn_handle *w_svc, *w_sl, *api_services, *api_bpf;
 	struct axn_handle *m_services, *m_frontends, *m_backends, *m_full, *m_refused, *m_writes,
-		*m_flush_ms;
+		*m_flush_ms, *m_retries;
 	struct axn_handle *hooks[8];
 	const char *cgroup;
 

@@ -71,6 +71,7 @@ struct fe_ent {
 	struct be_ent **bes;   /* each holds a reference (be_ent.refs) */
 	/* in the map */
 	bool in_map, rn_in_map, dirty;
+	bool unsure; /* a write failed: rewrite the master and reverse NAT, slots are unknown */
 	struct lb_svc_val wmaster;
 	uint32_t n_written; /* slots 1..n_written exist */
 	uint32_t *written;  /* their backend ids (0: unknown, adopted) */
@@ -1002,7 +1003,7 @@ static int plan_fe(struct plan *p, struct fe_ent *e, uint32_t *slots)
 			return r;
 		return 0;
 	}
-	if (!e->rn_in_map) {
+	if (!e->rn_in_map || e->unsure) {
 		if (f == 0) {
 			struct lb4_revnat v = {.port = htons(e->k.port), .proto = e->k.proto};
 
@@ -1033,7 +1034,7 @@ static int plan_fe(struct plan *p, struct fe_ent *e, uint32_t *slots)
 				       .flags = e->flags, .algorithm = e->alg,
 				       .affinity_timeout = e->timeout};
 
-		if (!e->in_map || memcmp(&v, &e->wmaster, sizeof(v))) {
+		if (!e->in_map || e->unsure || memcmp(&v, &e->wmaster, sizeof(v))) {
 			svc_key(&e->k, 0, &k4, &k6);
 			if ((r = ops_add(&p->master_up[f], key, &v)) < 0)
 				return r;
@@ -1069,11 +1070,44 @@ static int fe_written(struct lb_maps *m, struct fe_ent *e, const uint32_t *slots
 	memcpy(e->written, slots, e->n_sel * sizeof(*slots));
 	e->n_written = e->n_sel;
 	e->in_map = e->rn_in_map = true;
+	e->unsure = false;
 	e->wmaster = (struct lb_svc_val){.rev_nat_id = e->rev_nat_id, .count = (__u16)e->n_sel,
 					 .flags = e->flags, .algorithm = e->alg,
 					 .affinity_timeout = e->timeout};
 	m->svc_peak[fi] += fe_peak(e);
 	return 0;
+}
+
+/*
+ * After a failed write: any key of this frontend may hold the old or the new
+ * value, or be missing. Assume the worst so the next flush (the retry)
+ * rewrites all of it: every slot up to the larger count unknown (rewritten
+ * or deleted), the master and reverse NAT rewritten -- or, for a removed
+ * frontend, all of them deleted again (a missing key is what a delete
+ * wants). It stays dirty.
+ */
+static int fe_unsure(struct lb_maps *m, struct fe_ent *e)
+{
+	int fi = fam_idx(e->k.family), r;
+
+	if (!e->owner)
+		return 0; /* still believed in the map: deleted again */
+	m->svc_peak[fi] -= fe_peak(e);
+	r = written_grow(e, e->n_sel);
+	if (e->n_written)
+		memset(e->written, 0, e->n_written * sizeof(*e->written));
+	e->in_map = e->rn_in_map = e->unsure = true;
+	m->svc_peak[fi] += fe_peak(e);
+	return r;
+}
+
+/* The same for a backend: upserted again, or deleted again if unreferenced. */
+static void be_unsure(struct be_ent *b)
+{
+	if (b->refs) {
+		b->in_map = true;
+		b->wstate = 0xff; /* no LB_BS_*: differs from what is wanted */
+	}
 }
 
 int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st)
@@ -1135,7 +1169,21 @@ int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st)
 				r = r2;
 	}
 
-	/* Memory follows the plan even after a failed write: the error is reported, not retried. */
+	/*
+	 * A failed write leaves everything of this flush dirty and marked unsure,
+	 * so the next flush -- the module's retry, or the next change -- writes
+	 * all of it again; which key failed does not matter. The steps above
+	 * still ran to the end: the deletes of a later step are often what makes
+	 * room for the failed upserts of an earlier one.
+	 */
+	if (r < 0) {
+		/* Out of memory growing `written` costs only precision: the write error is news. */
+		for (struct fe_ent *e = fes; e; e = e->dnext)
+			(void)fe_unsure(m, e);
+		for (struct be_ent *b = bes; b; b = b->dnext)
+			be_unsure(b);
+		goto out;
+	}
 	off = 0;
 	m->fdirty = NULL;
 	for (struct fe_ent *e = fes, *next; e; e = next) {
@@ -1182,8 +1230,11 @@ static int prune_revnat(struct lb_maps *m, struct lb_flush_stats *st)
 				  .cap = (uint32_t)m->n_rn_orphans[f], .k = (char *)m->rn_orphans[f]};
 
 		if (m->fd[f ? LBM_RN6 : LBM_RN4] >= 0 &&
-		    (r2 = ops_delete(m->fd[f ? LBM_RN6 : LBM_RN4], &del, st)) < 0 && !r)
-			r = r2;
+		    (r2 = ops_delete(m->fd[f ? LBM_RN6 : LBM_RN4], &del, st)) < 0) {
+			/* Kept for the next prune (the retry): deleting twice is harmless. */
+			r = r ? r : r2;
+			continue;
+		}
 		free(m->rn_orphans[f]);
 		m->rn_orphans[f] = NULL;
 		m->n_rn_orphans[f] = 0;

@@ -77,7 +77,11 @@ int lb_maps_service_set(struct lb_maps *m, const char *owner, const struct lb_sv
 /* A hint: about n_fe frontends and n_be backends are about to be claimed. */
 void lb_maps_reserve(struct lb_maps *m, size_t n_fe, size_t n_be);
 
-/* Write what is dirty. */
+/*
+ * Write what is dirty. On a failed write (-errno of the first) everything of
+ * this flush stays dirty, assumed half-written: the next flush writes it all
+ * again (lb_sync.c retries with backoff).
+ */
 int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st);
 
 /* Drop adopted entries nobody claimed, then flush. */

@@ -39,7 +39,8 @@ static void lb_release(struct lb *lb)
 	const struct axn_host *h = self->host;
 	struct axn_handle **hs[] = {&lb->w_svc, &lb->w_sl, &lb->api_services, &lb->api_bpf,
 				    &lb->m_services, &lb->m_frontends, &lb->m_backends, &lb->m_full,
-				    &lb->m_refused, &lb->m_writes, &lb->m_flush_ms};
+				    &lb->m_refused, &lb->m_writes, &lb->m_flush_ms, &lb->m_retries,
+				    &lb->retry_t};
 
 	for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++) {
 		h->handle_free(self, *hs[i]);
@@ -56,7 +57,10 @@ static void lb_release(struct lb *lb)
 		lb->fd[i] = -1;
 	lb->synced = 0;
 	lb->first_event_us = 0;
-	lb->live = lb->flush_pending = false;
+	lb->live = lb->flush_pending = lb->prune_pending = false;
+	lb->write_err = 0;
+	lb->retry_ms = 0;
+	lb->n_retries = 0;
 }
 
 static int lb_stop(struct axn_mod *self)

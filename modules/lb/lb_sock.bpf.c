@@ -12,11 +12,21 @@
  * fail with ECONNREFUSED at once instead of hanging on a VIP nobody answers.
  * bpf_set_retval exists from kernel 5.18; older kernels give EPERM (the
  * branch is removed at load time through a CO-RE enum check).
+ *
+ * A dual-stack AF_INET6 socket that names an IPv4 service as ::ffff:a.b.c.d
+ * is translated through the IPv4 maps and gets ::ffff:<backend> (the kernel
+ * sends it as IPv4); recvmsg6/getpeername6 reverse it from the IPv4 socket
+ * reverse-NAT state. For an unconnected UDP send to a mapped address the
+ * kernel hands the datagram to udp_sendmsg(), which runs sendmsg4 on it:
+ * that translates it (and is enough: tested with sendmsg6 detached); if
+ * sendmsg6 sees it first, translating there too is harmless, as a backend
+ * is no frontend. connect6 and the reverse hooks see the mapped address.
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_endian.h>
 
 #include "lb_shared.h"
 
@@ -74,11 +84,22 @@ static __always_inline void affinity_put(struct lb_aff_key *ak, __u32 id, __u64 
 	bpf_map_update_elem(&lb_affinity, ak, &av, BPF_ANY);
 }
 
-static __always_inline int xlate4(struct bpf_sock_addr *ctx)
+/* lb4_pick() when the address is not a service: leave the socket alone. */
+#define LB_MISS 2
+
+/*
+ * The IPv4 service lookup and backend pick for vip:port, shared by AF_INET
+ * sockets and by AF_INET6 ones that use an IPv4-mapped address (so both go
+ * through the same maps and write the same socket reverse-NAT entry, which
+ * recvmsg/getpeername of either family then read). On SYS_PROCEED *out is
+ * the backend; otherwise SYS_REJECT or LB_MISS.
+ */
+static __always_inline int lb4_pick(struct bpf_sock_addr *ctx, __be32 vip, __be16 vport,
+				    struct lb4_backend *out)
 {
 	struct lb4_key key = {
-		.addr = ctx->user_ip4,
-		.port = (__be16)ctx->user_port,
+		.addr = vip,
+		.port = vport,
 		.proto = (__u8)ctx->protocol,
 	};
 	struct lb_aff_key ak = {};
@@ -89,11 +110,9 @@ static __always_inline int xlate4(struct bpf_sock_addr *ctx)
 	__u16 count;
 	__u8 flags;
 
-	if (!proto_ok(ctx))
-		return SYS_PROCEED;
 	svc = bpf_map_lookup_elem(&lb4_services, &key);
 	if (!svc)
-		return SYS_PROCEED;
+		return LB_MISS;
 	count = svc->count;
 	flags = svc->flags;
 	rev_nat_id = svc->rev_nat_id;
@@ -133,30 +152,55 @@ static __always_inline int xlate4(struct bpf_sock_addr *ctx)
 			.port = be->port,
 		};
 		struct lb4_sk_val sv = {
-			.addr = ctx->user_ip4,
-			.port = (__be16)ctx->user_port,
+			.addr = vip,
+			.port = vport,
 			.rev_nat_id = rev_nat_id,
 		};
 
 		bpf_map_update_elem(&lb4_sk_revnat, &sk, &sv, BPF_ANY);
 	}
-	ctx->user_ip4 = be->addr;
-	ctx->user_port = be->port;
+	out->addr = be->addr;
+	out->port = be->port;
 	return SYS_PROCEED;
+}
+
+static __always_inline int xlate4(struct bpf_sock_addr *ctx)
+{
+	struct lb4_backend be = {};
+	int r;
+
+	if (!proto_ok(ctx))
+		return SYS_PROCEED;
+	r = lb4_pick(ctx, ctx->user_ip4, (__be16)ctx->user_port, &be);
+	if (r == LB_MISS)
+		return SYS_PROCEED;
+	if (r == SYS_PROCEED) {
+		ctx->user_ip4 = be.addr;
+		ctx->user_port = be.port;
+	}
+	return r;
+}
+
+/* The frontend this socket reached addr:port through, or NULL. */
+static __always_inline struct lb4_sk_val *rev4_lookup(struct bpf_sock_addr *ctx, __be32 addr,
+						      __be16 port)
+{
+	struct lb4_sk_key sk = {
+		.cookie = bpf_get_socket_cookie(ctx),
+		.addr = addr,
+		.port = port,
+	};
+
+	return bpf_map_lookup_elem(&lb4_sk_revnat, &sk);
 }
 
 static __always_inline void rev4(struct bpf_sock_addr *ctx)
 {
-	struct lb4_sk_key sk = {
-		.cookie = bpf_get_socket_cookie(ctx),
-		.addr = ctx->user_ip4,
-		.port = (__be16)ctx->user_port,
-	};
 	struct lb4_sk_val *sv;
 
 	if (!proto_ok(ctx))
 		return;
-	sv = bpf_map_lookup_elem(&lb4_sk_revnat, &sk);
+	sv = rev4_lookup(ctx, ctx->user_ip4, (__be16)ctx->user_port);
 	if (!sv)
 		return;
 	ctx->user_ip4 = sv->addr;
@@ -182,6 +226,16 @@ static __always_inline void ip6_set(struct bpf_sock_addr *ctx, const __u8 *addr)
 	ctx->user_ip6[3] = w[3];
 }
 
+/*
+ * ::ffff:a.b.c.d, what a dual-stack AF_INET6 socket (no IPV6_V6ONLY) uses
+ * for an IPv4 peer: the kernel sends it as IPv4, so it is looked up in the
+ * IPv4 maps (Cilium does the same in its sock6 programs).
+ */
+static __always_inline int ip6_v4mapped(const __u32 *w)
+{
+	return w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0x0000ffff);
+}
+
 static __always_inline int xlate6(struct bpf_sock_addr *ctx)
 {
 	struct lb6_key key = {
@@ -199,6 +253,19 @@ static __always_inline int xlate6(struct bpf_sock_addr *ctx)
 	if (!proto_ok(ctx))
 		return SYS_PROCEED;
 	ip6_get(ctx, w);
+	if (ip6_v4mapped(w)) {
+		struct lb4_backend be4 = {};
+		int r = lb4_pick(ctx, w[3], (__be16)ctx->user_port, &be4);
+
+		if (r == LB_MISS)
+			return SYS_PROCEED;
+		if (r == SYS_PROCEED) {
+			/* Still mapped: the socket is AF_INET6 and stays so. */
+			ctx->user_ip6[3] = be4.addr;
+			ctx->user_port = be4.port;
+		}
+		return r;
+	}
 	__builtin_memcpy(key.addr, w, 16);
 	svc = bpf_map_lookup_elem(&lb6_services, &key);
 	if (!svc)
@@ -265,6 +332,17 @@ static __always_inline void rev6(struct bpf_sock_addr *ctx)
 	if (!proto_ok(ctx))
 		return;
 	ip6_get(ctx, w);
+	if (ip6_v4mapped(w)) {
+		/* Translated by lb4_pick() (connect6/sendmsg6, or sendmsg4,
+		 * which the kernel runs for a mapped destination): v4 state. */
+		struct lb4_sk_val *sv4 = rev4_lookup(ctx, w[3], (__be16)ctx->user_port);
+
+		if (!sv4)
+			return;
+		ctx->user_ip6[3] = sv4->addr;
+		ctx->user_port = sv4->port;
+		return;
+	}
 	__builtin_memcpy(sk.addr, w, 16);
 	sv = bpf_map_lookup_elem(&lb6_sk_revnat, &sk);
 	if (!sv)

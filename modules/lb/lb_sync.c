@@ -21,6 +21,17 @@
 
 #define SYNCED_ALL 3
 
+/*
+ * Retrying a failed map write: the writer keeps what did not get written
+ * (lb_maps_flush), and a one-shot timer flushes again, first after
+ * RETRY_MIN_MS, each further failure doubling the delay up to RETRY_MAX_MS
+ * -- soon enough that a transient failure (a map briefly full while another
+ * service's deletes land, memory pressure) heals within a second, rare
+ * enough that a persistent one costs a few syscalls every 10 s.
+ */
+#define RETRY_MIN_MS 100
+#define RETRY_MAX_MS 10000
+
 static uint64_t now_us(void)
 {
 	struct timespec ts;
@@ -465,6 +476,18 @@ static void set_health(struct lb *lb)
 		}
 	}
 	lb->n_errors = n;
+	if (lb->write_err) {
+		/* The maps lag behind what the services want until a retry gets through. */
+		int k = snprintf(reason, sizeof(reason),
+				 "writing the lb maps failed: %s (retry %u in %u ms)",
+				 strerror(-lb->write_err), lb->n_retries + 1, lb->retry_ms);
+
+		if (n && k > 0 && (size_t)k < sizeof(reason))
+			snprintf(reason + k, sizeof(reason) - (size_t)k,
+				 "; %zu service(s) not programmed; %s", n, first);
+		self->host->set_state(self, AXN_STATE_DEGRADED, reason);
+		return;
+	}
 	if (!n) {
 		self->host->set_state(self, AXN_STATE_UP, lb->live ? "in sync" : "waiting for store sync");
 		return;
@@ -539,13 +562,67 @@ static void update_metrics(struct lb *lb)
 		      (double)(lb_maps_used(lb->maps, LBM_BE4) + lb_maps_used(lb->maps, LBM_BE6)));
 }
 
+static void retry_cb(struct axn_mod *self, void *arg)
+{
+	struct lb *lb = arg;
+
+	/* One-shot and done: the flush arms the next one if this one fails too. */
+	self->host->handle_free(self, lb->retry_t);
+	lb->retry_t = NULL;
+	lb->n_retries++;
+	self->host->metric_add(lb->m_retries, 1);
+	(void)lb_sync_flush(lb);
+}
+
+/* After a flush: wr is its first failed write (0: everything is written). */
+static void retry_update(struct lb *lb, int wr)
+{
+	struct axn_mod *self = lb->self;
+	const struct axn_host *h = self->host;
+	uint32_t ms;
+	int r;
+
+	if (!wr) {
+		if (lb->write_err)
+			axn_info(self, "lb maps written after %u retr%s", lb->n_retries,
+				 lb->n_retries == 1 ? "y" : "ies");
+		/* A change's flush may get through before the timer: it is not needed then. */
+		h->handle_free(self, lb->retry_t);
+		lb->retry_t = NULL;
+		lb->write_err = 0;
+		lb->retry_ms = 0;
+		lb->n_retries = 0;
+		return;
+	}
+	if (lb->retry_t) {
+		/* A change's flush failed while a retry waits: keep that one and its delay. */
+		lb->write_err = wr;
+		return;
+	}
+	ms = lb->retry_ms ? lb->retry_ms * 2 : RETRY_MIN_MS;
+	if (ms > RETRY_MAX_MS)
+		ms = RETRY_MAX_MS;
+	/* The first failure is news; each retry that fails again is not. */
+	axn_log(self, lb->write_err ? AXN_LOG_DEBUG : AXN_LOG_ERR,
+		"writing the lb maps failed: %s; retrying in %u ms", strerror(-wr), ms);
+	lb->write_err = wr;
+	r = h->timer_add(self, ms, 0, retry_cb, lb, &lb->retry_t);
+	if (r < 0) {
+		/* The next change's flush writes the pending state too. */
+		axn_err(self, "cannot arm the map write retry: %s", strerror(-r));
+		lb->retry_t = NULL;
+		return;
+	}
+	lb->retry_ms = ms;
+}
+
 int lb_sync_flush(struct lb *lb)
 {
 	struct axn_mod *self = lb->self;
 	struct lb_flush_stats st = {0};
 	uint64_t t0 = now_us(), t_apply = 0, t_events = 0;
 	size_t n = 0;
-	int r = 0, rr;
+	int r = 0, rr, wr = 0;
 
 	lb->flush_pending = false;
 	if (lb->synced != SYNCED_ALL)
@@ -584,10 +661,12 @@ int lb_sync_flush(struct lb *lb)
 		st.updates += fst.updates;
 		st.deletes += fst.deletes;
 		st.syscalls += fst.syscalls;
-		if (rr < 0) {
-			axn_err(self, "writing the lb maps failed: %s", strerror(-rr));
-			r = r ? r : rr;
-		}
+		/*
+		 * A failed write leaves all it had dirty, so a later flush's result
+		 * (pass 1, the prune) is the one that counts. Reported and retried
+		 * by retry_update().
+		 */
+		wr = rr < 0 ? rr : 0;
 		/* Space or a frontend was freed: refused services get another chance, once. */
 		if (pass || !lb_maps_take_released(lb->maps))
 			break;
@@ -601,15 +680,16 @@ int lb_sync_flush(struct lb *lb)
 	}
 	if (r < 0)
 		axn_err(self, "programming services failed: %s", strerror(-r));
-	if (!lb->live) {
+	if (!lb->live || lb->prune_pending) {
 		struct lb_flush_stats pst = {0};
 
-		/* First flush after the store synced: what nobody claimed is stale now. */
+		/*
+		 * First flush after the store synced: what nobody claimed is stale
+		 * now. A prune that failed is done again by the next flush.
+		 */
 		rr = lb_maps_prune(lb->maps, &pst);
-		if (rr < 0) {
-			axn_err(self, "pruning the lb maps failed: %s", strerror(-rr));
-			r = r ? r : rr;
-		}
+		lb->prune_pending = rr < 0;
+		wr = rr < 0 ? rr : 0; /* its flush wrote whatever was still pending */
 		st.updates += pst.updates;
 		st.deletes += pst.deletes;
 		st.syscalls += pst.syscalls;
@@ -643,8 +723,9 @@ int lb_sync_flush(struct lb *lb)
 	self->host->metric_add(lb->m_writes, st.updates + st.deletes);
 	self->host->metric_set(lb->m_flush_ms, (double)lb->last_flush_us / 1000.0);
 	update_metrics(lb);
+	retry_update(lb, wr);
 	set_health(lb);
-	return r;
+	return r ? r : wr;
 }
 
 static void flush_cb(struct axn_mod *self, void *arg)
@@ -686,7 +767,8 @@ int lb_sync_start(struct lb *lb)
 	    (r = h->metric_new(self, "map_full_errors_total", AXN_METRIC_COUNTER, "service changes refused because a map was full", &lb->m_full)) < 0 ||
 	    (r = h->metric_new(self, "refused_total", AXN_METRIC_COUNTER, "service changes refused (full map, frontend conflict)", &lb->m_refused)) < 0 ||
 	    (r = h->metric_new(self, "map_writes_total", AXN_METRIC_COUNTER, "map entries written or deleted", &lb->m_writes)) < 0 ||
-	    (r = h->metric_new(self, "last_flush_ms", AXN_METRIC_GAUGE, "duration of the last map flush", &lb->m_flush_ms)) < 0)
+	    (r = h->metric_new(self, "last_flush_ms", AXN_METRIC_GAUGE, "duration of the last map flush", &lb->m_flush_ms)) < 0 ||
+	    (r = h->metric_new(self, "map_write_retries_total", AXN_METRIC_COUNTER, "flushes retried after a failed map write", &lb->m_retries)) < 0)
 		return r;
 	h->set_state(self, AXN_STATE_UP, "waiting for store sync");
 	if ((r = h->store_watch(self, "Service", on_service, lb, &lb->w_svc)) < 0 ||

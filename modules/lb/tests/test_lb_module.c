@@ -29,7 +29,8 @@ struct fx {
 	struct axn_testhost *th;
 };
 
-static int setup_n(void **state, const char *svc_max)
+/* be4_real: max_entries of the real lb4_backends map when not what the module is told (0). */
+static int setup_n(void **state, const char *svc_max, uint32_t be4_real)
 {
 	struct fx *fx = calloc(1, sizeof(*fx));
 	const char *conf[] = {"socket_lb", "false", "services_max", svc_max, NULL};
@@ -43,6 +44,8 @@ static int setup_n(void **state, const char *svc_max)
 	for (int i = 0; i < LBM_N; i++)
 		if (i != LBM_SVC4 && i != LBM_SVC6 && i != LBM_SK4 && i != LBM_SK6 && i != LBM_AFF)
 			fx->max[i] = 65536;
+	if (be4_real)
+		fx->max[LBM_BE4] = be4_real;
 	r = lbt_maps_create(fx->fd, fx->max);
 	if (r < 0) {
 		print_message("cannot create BPF maps (%s): skipped (needs root)\n", strerror(-r));
@@ -61,17 +64,27 @@ static int setup_n(void **state, const char *svc_max)
 
 static int setup(void **state)
 {
-	return setup_n(state, "1024");
+	return setup_n(state, "1024", 0);
+}
+
+/*
+ * The module believes lb4_backends holds 65536 (backends_max) but the map
+ * it gets holds 4: its capacity check passes and the kernel refuses the
+ * write -- a failed map write as any other.
+ */
+static int setup_tiny_backends(void **state)
+{
+	return setup_n(state, "1024", 4);
 }
 
 static int setup_small(void **state)
 {
-	return setup_n(state, "16");
+	return setup_n(state, "16", 0);
 }
 
 static int setup_big(void **state)
 {
-	return setup_n(state, "65536");
+	return setup_n(state, "65536", 0);
 }
 
 static int teardown(void **state)
@@ -269,6 +282,82 @@ static void test_full_map(void **state)
 	assert_int_equal(axn_testhost_stop(fx->th), 0);
 }
 
+/* A map write that fails is retried with backoff until it gets through. */
+static void test_write_retry(void **state)
+{
+	struct fx *fx = *state;
+	const char *reason = NULL;
+	double v = 0;
+	int found;
+
+	NEED_ROOT(fx);
+	assert_int_equal(axn_testhost_start(fx->th), 0);
+	assert_int_equal(axn_testhost_inject(fx->th, AXN_EV_SYNCED, NULL), 0);
+	put(fx, lbt_service("ns", "a", "10.96.0.1", 80, "TCP", NULL));
+	put(fx, lbt_slice("ns", "a", "sa", 0, "10.200.1.", 2, 3, 8080, "TCP", "testnode"));
+	run(fx);
+	assert_int_equal(axn_testhost_state(fx->th, NULL), AXN_STATE_UP);
+	assert_int_equal(axn_testhost_timer_count(fx->th), 0);
+
+	/* b's 3 backends do not fit beside a's 3: the kernel refuses two of them. */
+	put(fx, lbt_service("ns", "b", "10.96.0.2", 80, "TCP", NULL));
+	put(fx, lbt_slice("ns", "b", "sb", 0, "10.200.2.", 2, 3, 8080, "TCP", "testnode"));
+	run(fx);
+	assert_int_equal(axn_testhost_state(fx->th, &reason), AXN_STATE_DEGRADED);
+	assert_non_null(strstr(reason, "writing the lb maps failed"));
+	assert_non_null(axn_testhost_log_find(fx->th, "err: writing the lb maps failed"));
+	assert_non_null(axn_testhost_log_find(fx->th, "retrying in 100 ms"));
+	assert_int_equal(axn_testhost_timer_count(fx->th), 1);
+
+	/* Still too small: the retry fails, and the next waits twice as long. */
+	assert_int_equal(axn_testhost_advance(fx->th, 99), 0);
+	assert_int_equal(axn_testhost_advance(fx->th, 1), 1);
+	assert_int_equal(axn_testhost_metric(fx->th, "map_write_retries_total", &v), 0);
+	assert_true(v == 1);
+	assert_int_equal(axn_testhost_state(fx->th, &reason), AXN_STATE_DEGRADED);
+	assert_non_null(strstr(reason, "in 200 ms"));
+	assert_int_equal(axn_testhost_advance(fx->th, 199), 0);
+	assert_int_equal(axn_testhost_advance(fx->th, 1), 1);
+	assert_int_equal(axn_testhost_metric(fx->th, "map_write_retries_total", &v), 0);
+	assert_true(v == 2);
+	assert_int_equal(axn_testhost_log_count(fx->th, "err: writing the lb maps failed"), 1);
+
+	/*
+	 * a goes. Its flush still fails (b's backends are written before a's are
+	 * deleted) but leaves room; the retry then writes b completely.
+	 */
+	del(fx, lbt_service("ns", "a", "10.96.0.1", 80, "TCP", NULL));
+	del(fx, lbt_slice("ns", "a", "sa", 0, "10.200.1.", 2, 3, 8080, "TCP", "testnode"));
+	run(fx);
+	master(fx, "10.96.0.1", 0, &found);
+	assert_false(found);
+	assert_int_equal(axn_testhost_state(fx->th, NULL), AXN_STATE_DEGRADED);
+	assert_int_equal(axn_testhost_advance(fx->th, 400), 1);
+	assert_int_equal(axn_testhost_state(fx->th, &reason), AXN_STATE_UP);
+	assert_int_equal(axn_testhost_timer_count(fx->th), 0);
+	assert_non_null(axn_testhost_log_find(fx->th, "info: lb maps written after 3 retries"));
+	assert_int_equal(axn_testhost_metric(fx->th, "map_write_retries_total", &v), 0);
+	assert_true(v == 3);
+	assert_int_equal(master(fx, "10.96.0.2", 0, &found).count, 3);
+	assert_true(found);
+	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), 3);
+	/* Every slot names a backend that exists. */
+	for (uint16_t slot = 1; slot <= 3; slot++) {
+		struct lb_svc_val sv = master(fx, "10.96.0.2", slot, &found);
+		struct lb4_backend be;
+
+		assert_true(found);
+		assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_BE4], &sv.backend_id, &be), 0);
+	}
+
+	/* The next failure starts over at 100 ms. */
+	put(fx, lbt_slice("ns", "b", "sb", 0, "10.200.2.", 2, 5, 8080, "TCP", "testnode"));
+	run(fx);
+	assert_int_equal(axn_testhost_state(fx->th, &reason), AXN_STATE_DEGRADED);
+	assert_non_null(strstr(reason, "in 100 ms"));
+	assert_int_equal(axn_testhost_stop(fx->th), 0);
+}
+
 static void test_restart_adopts(void **state)
 {
 	struct fx *fx = *state;
@@ -402,6 +491,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_store_to_maps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slice_moves_and_algorithm, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_map, setup_small, teardown),
+		cmocka_unit_test_setup_teardown(test_write_retry, setup_tiny_backends, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_adopts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_sync, setup_big, teardown),
 	};

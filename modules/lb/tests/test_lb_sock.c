@@ -442,6 +442,128 @@ static void test_affinity(void **state)
 	assert_true(changed);
 }
 
+/* A dual-stack AF_INET6 socket (IPV6_V6ONLY off, whatever the sysctl says). */
+static int sock6_dual(int type)
+{
+	int s = socket(AF_INET6, type | SOCK_CLOEXEC, 0), off = 0;
+
+	assert_true(s >= 0);
+	assert_int_equal(setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)), 0);
+	return s;
+}
+
+static struct sockaddr_in6 mapped(const char *ip4, uint16_t port)
+{
+	struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
+	char ip[64];
+
+	snprintf(ip, sizeof(ip), "::ffff:%s", ip4);
+	assert_int_equal(inet_pton(AF_INET6, ip, &a.sin6_addr), 1);
+	return a;
+}
+
+static void assert_peer6(const struct sockaddr_in6 *a, const char *ip6, uint16_t port)
+{
+	char ip[64];
+
+	inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+	assert_string_equal(ip, ip6);
+	assert_int_equal(ntohs(a->sin6_port), port);
+}
+
+/* One of the two IPv4 UDP backends got "ping" from us: it answers "pong". */
+static int udp4_echo(struct fx *fx)
+{
+	struct sockaddr_in peer;
+	socklen_t len;
+	char buf[16];
+
+	for (int i = 0; i < 2; i++) {
+		len = sizeof(peer);
+		if (recvfrom(fx->udp[i], buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&peer,
+			     &len) == 4) {
+			assert_int_equal(sendto(fx->udp[i], "pong", 4, 0, (struct sockaddr *)&peer, len),
+					 4);
+			return i;
+		}
+	}
+	return -1;
+}
+
+/*
+ * IPv4 services through IPv4-mapped IPv6 addresses on dual-stack sockets:
+ * the IPv4 maps translate, the application only ever sees ::ffff:<VIP>.
+ */
+static void test_v4mapped(void **state)
+{
+	struct fx *fx = *state;
+	struct sockaddr_in6 to, peer;
+	socklen_t len;
+	char buf[16];
+	int hits[2] = {0}, s, u, b;
+
+	NEED_ROOT(fx);
+	for (int i = 0; i < 2; i++)
+		fcntl(fx->tcp[i], F_SETFL, O_NONBLOCK);
+	program(fx, "web4m", "127.77.0.5", 80, "TCP", "127.0.0.", 2, 2, fx->port, NULL);
+	to = mapped("127.77.0.5", 80);
+	for (int i = 0; i < 20; i++) {
+		s = sock6_dual(SOCK_STREAM);
+		assert_int_equal(connect(s, (struct sockaddr *)&to, sizeof(to)), 0);
+		len = sizeof(peer);
+		assert_int_equal(getpeername(s, (struct sockaddr *)&peer, &len), 0);
+		assert_peer6(&peer, "::ffff:127.77.0.5", 80);
+		b = accepted_by(fx);
+		assert_true(b >= 0);
+		hits[b]++;
+		close(s);
+	}
+	print_message("v4-mapped TCP, 20 connects: %d / %d\n", hits[0], hits[1]);
+	assert_true(hits[0] > 0 && hits[1] > 0);
+
+	/* No backend: refused, as on an AF_INET socket. */
+	program(fx, "empty4m", "127.77.0.7", 80, "TCP", "127.0.0.", 2, 0, fx->port, NULL);
+	to = mapped("127.77.0.7", 80);
+	s = sock6_dual(SOCK_STREAM);
+	assert_int_equal(connect(s, (struct sockaddr *)&to, sizeof(to)), -1);
+	assert_int_equal(errno, ECONNREFUSED);
+	close(s);
+
+	/* A mapped address that is no service is left alone. */
+	to = mapped("127.0.0.2", fx->port);
+	s = sock6_dual(SOCK_STREAM);
+	assert_int_equal(connect(s, (struct sockaddr *)&to, sizeof(to)), 0);
+	len = sizeof(peer);
+	assert_int_equal(getpeername(s, (struct sockaddr *)&peer, &len), 0);
+	assert_peer6(&peer, "::ffff:127.0.0.2", fx->port);
+	close(s);
+	assert_int_equal(accepted_by(fx), 0);
+
+	/* UDP unconnected: recvmsg shows the mapped VIP as the source. */
+	program(fx, "dns4m", "127.77.0.6", 53, "UDP", "127.0.0.", 2, 2, fx->port, NULL);
+	to = mapped("127.77.0.6", 53);
+	u = sock6_dual(SOCK_DGRAM);
+	assert_int_equal(sendto(u, "ping", 4, 0, (struct sockaddr *)&to, sizeof(to)), 4);
+	assert_true(udp4_echo(fx) >= 0);
+	len = sizeof(peer);
+	assert_int_equal(recvfrom(u, buf, sizeof(buf), 0, (struct sockaddr *)&peer, &len), 4);
+	assert_peer6(&peer, "::ffff:127.77.0.6", 53);
+	close(u);
+
+	/* UDP connected: connect6 translates, getpeername and recvmsg show the VIP. */
+	u = sock6_dual(SOCK_DGRAM);
+	assert_int_equal(connect(u, (struct sockaddr *)&to, sizeof(to)), 0);
+	len = sizeof(peer);
+	assert_int_equal(getpeername(u, (struct sockaddr *)&peer, &len), 0);
+	assert_peer6(&peer, "::ffff:127.77.0.6", 53);
+	assert_int_equal(send(u, "ping", 4, 0), 4);
+	assert_true(udp4_echo(fx) >= 0);
+	len = sizeof(peer);
+	assert_int_equal(recvfrom(u, buf, sizeof(buf), 0, (struct sockaddr *)&peer, &len), 4);
+	assert_peer6(&peer, "::ffff:127.77.0.6", 53);
+	close(u);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -450,6 +572,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_udp4, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ipv6, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_affinity, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_v4mapped, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
