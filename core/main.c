@@ -20,6 +20,7 @@
 #include <event2/thread.h>
 
 #include "core.h"
+#include "jalloc.h"
 
 static void usage(FILE *f)
 {
@@ -160,6 +161,11 @@ int main(int argc, char **argv)
 	char *err = NULL;
 	int c, r, ret = 1;
 
+	/*
+	 * First, before any jansson allocation: a block must be freed by the
+	 * allocator that made it. Keeps trees out of the glibc heap (jalloc.c).
+	 */
+	jalloc_install();
 	while ((c = getopt_long(argc, argv, "c:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':

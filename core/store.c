@@ -9,6 +9,15 @@
  * call that caused them, so a callback may itself put, watch or unwatch.
  * Subscribers are served in module start order: a module sees an event after
  * the modules it depends on.
+ *
+ * Memory: a document as a jansson tree weighs ~10x its compact JSON text, and
+ * most objects are only read while they are delivered. So an object held by
+ * the store alone (refcnt 1) once its deliveries are done is compacted: its
+ * tree is dumped to compact text and dropped. obj_json() parses the text back
+ * on demand and caches the tree until the object is compacted again. Modules
+ * are unaffected: compaction happens only from the loop (dispatch), never
+ * while a module holds a reference, so a tree stays valid as long as the
+ * caller holds one (a callback's borrowed object is held by its queued event).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,13 +25,19 @@
 #include <string.h>
 
 #include <event2/event.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "core.h"
 
 
 struct axn_obj {
 	int refcnt;
-	json_t *doc;
+	json_t *doc; /* the tree; NULL while compacted */
+	char *text; /* compact JSON of doc, once compacted (kept after a re-parse) */
+	bool in_store; /* in a kind table: only then does refcnt 1 mean "nobody else" */
+	bool sweep_queued; /* a compaction is queued for it */
 	char *key; /* "<ns>/<name>" */
 	char *group; /* apiVersion's group ("" for core kinds) */
 	struct module *source;
@@ -73,6 +88,8 @@ struct store {
 	struct source *sources;
 	struct source_err *errors;
 	TAILQ_HEAD(, pending) queue;
+	TAILQ_HEAD(, pending) sweep; /* objects to compact once the queue is empty */
+	size_t swept; /* trees dropped since the sweep queue was last empty */
 	struct event *dispatch_ev;
 	bool synced;
 	bool start_done;
@@ -152,10 +169,11 @@ static struct axn_obj *obj_ref(struct axn_obj *o)
 	return o;
 }
 
-static struct axn_obj *obj_unref(struct axn_obj *o)
+static struct axn_obj *obj_put(struct axn_obj *o)
 {
 	if (o && --o->refcnt == 0) {
 		json_decref(o->doc);
+		free(o->text);
 		free(o->key);
 		free(o->group);
 		free(o);
@@ -163,9 +181,57 @@ static struct axn_obj *obj_unref(struct axn_obj *o)
 	return NULL;
 }
 
-static const json_t *obj_json(const struct axn_obj *o)
+/*
+ * Compact it from the loop, once whatever holds it now has returned and the
+ * deliveries queued are done (dumping must not delay them).
+ */
+static void obj_sweep_later(struct axn_obj *o)
 {
-	return o ? o->doc : NULL;
+	struct pending *p;
+
+	if (o->sweep_queued || !o->doc || !o->in_store)
+		return;
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return; /* stays a tree: costs memory, not correctness */
+	o->sweep_queued = true;
+	p->obj = obj_ref(o);
+	TAILQ_INSERT_TAIL(&S->sweep, p, link);
+	event_active(S->dispatch_ev, EV_WRITE, 0);
+}
+
+/* The host's obj_unref: a module letting go may leave the store the only holder. */
+static struct axn_obj *obj_unref(struct axn_obj *o)
+{
+	if (o && o->refcnt == 2 && o->in_store && o->doc) {
+		o->refcnt--;
+		obj_sweep_later(o);
+		return NULL;
+	}
+	return obj_put(o);
+}
+
+static json_t *text_parse(const char *text)
+{
+	return json_loads(text, JSON_ALLOW_NUL, NULL);
+}
+
+static const json_t *obj_json(const struct axn_obj *co)
+{
+	/* The tree is a cache of the text: filling it in does not change the object. */
+	struct axn_obj *o = (struct axn_obj *)co;
+
+	if (!o)
+		return NULL;
+	if (!o->doc && o->text) {
+		o->doc = text_parse(o->text);
+		if (!o->doc)
+			log_err("store: cannot parse %s back from its text (out of memory?)",
+				o->key);
+		else if (o->refcnt == 1)
+			obj_sweep_later(o); /* read by the store itself: drop it again later */
+	}
+	return o->doc;
 }
 
 static bool sub_wants(const struct sub *s, const struct axn_obj *o)
@@ -197,6 +263,59 @@ static void notify(struct kind_table *kt, uint32_t ev, struct axn_obj *o)
 			enqueue(s, ev, o);
 }
 
+/* From this many trees dropped on, the sweep trims the heap when done. */
+#define SWEEP_TRIM 256
+/* Trees dropped per loop turn: all 20k of an initial load at once blocked it ~250 ms. */
+#define SWEEP_BATCH 1024
+
+/*
+ * Compact what is queued, a batch at a time so that the socket and timers
+ * are served in between. The trees live in jalloc's chunks (jalloc.c), apart
+ * from the long-lived heap, so the chunks they leave empty go back to the
+ * kernel as they are freed.
+ */
+static void sweep(void)
+{
+	struct pending *p;
+	size_t n = 0;
+
+	if (!TAILQ_EMPTY(&S->queue))
+		return; /* deliveries first; dispatch runs again for them */
+	while ((p = TAILQ_FIRST(&S->sweep)) && n < SWEEP_BATCH) {
+		struct axn_obj *o = p->obj;
+
+		TAILQ_REMOVE(&S->sweep, p, link);
+		o->sweep_queued = false;
+		/* Still the store's alone (our ref aside)? A holder's unref queues it again. */
+		if (o->refcnt == 2 && o->in_store && o->doc &&
+		    (o->text || (o->text = json_dumps(o->doc, JSON_COMPACT)))) {
+			json_decref(o->doc);
+			o->doc = NULL;
+			n++;
+		}
+		obj_put(o);
+		free(p);
+	}
+	S->swept += n;
+	if (!TAILQ_EMPTY(&S->sweep)) {
+		/*
+		 * Not event_active(): libevent runs what is activated from an
+		 * active callback in the same pass, before polling again. A
+		 * timeout fires only after the poll, so I/O gets its turn.
+		 */
+		static const struct timeval now = {0, 0};
+
+		event_add(S->dispatch_ev, &now);
+		return;
+	}
+#ifdef __GLIBC__
+	/* The parser's and the sources' buffers leave holes in the heap too. */
+	if (S->swept >= SWEEP_TRIM)
+		malloc_trim(0);
+#endif
+	S->swept = 0;
+}
+
 static void dispatch(evutil_socket_t fd, short what, void *arg)
 {
 	struct pending *p;
@@ -205,12 +324,18 @@ static void dispatch(evutil_socket_t fd, short what, void *arg)
 	TAILQ_HEAD(, pending) batch = TAILQ_HEAD_INITIALIZER(batch);
 	TAILQ_CONCAT(&batch, &S->queue, link);
 	while ((p = TAILQ_FIRST(&batch))) {
+		struct axn_obj *o = p->obj;
+
 		TAILQ_REMOVE(&batch, p, link);
 		if (p->sub)
-			p->sub->cb(&p->sub->h.owner->pub, p->ev, p->obj, p->sub->arg);
-		obj_unref(p->obj);
+			p->sub->cb(&p->sub->h.owner->pub, p->ev, o, p->sub->arg);
+		/* The last delivery of an object the store alone keeps: compact it later. */
+		if (o && o->refcnt == 2)
+			obj_sweep_later(o);
+		obj_put(o);
 		free(p);
 	}
+	sweep();
 }
 
 static void send_synced(void)
@@ -405,6 +530,30 @@ static int h_source_register(struct axn_mod *self, const char *name,
 	return 0;
 }
 
+/*
+ * Is the new object's document the old one's? Against a compacted object,
+ * equal text means equal documents (jansson dumps keys in insertion order);
+ * different text may still be an equal document with its keys reordered, so
+ * only then is the old text parsed. The new dump is kept for compaction.
+ */
+static bool doc_unchanged(struct axn_obj *old, struct axn_obj *o)
+{
+	json_t *t;
+	bool eq;
+
+	if (old->doc)
+		return json_equal(old->doc, o->doc);
+	if (!(o->text = json_dumps(o->doc, JSON_COMPACT)))
+		return false; /* out of memory: an event too many is harmless */
+	if (!strcmp(o->text, old->text))
+		return true;
+	if (!(t = text_parse(old->text)))
+		return false;
+	eq = json_equal(t, o->doc);
+	json_decref(t);
+	return eq;
+}
+
 static int h_source_put(struct axn_mod *self, json_t *doc)
 {
 	struct module *m = (struct module *)self;
@@ -444,19 +593,21 @@ static int h_source_put(struct axn_mod *self, json_t *doc)
 		log_msg(m->name, AXN_LOG_WARN, "%s %s is already provided by source %s; ignored",
 			kind, o->key, old->source->name);
 		o->doc = NULL;
-		obj_unref(o);
+		obj_put(o);
 		r = -EEXIST;
 		goto err;
 	}
-	if (old && json_equal(old->doc, doc)) {
-		obj_unref(o); /* unchanged: no event (drops doc) */
+	if (old && doc_unchanged(old, o)) {
+		obj_put(o); /* unchanged: no event (drops doc) */
 		return 0;
 	}
+	o->in_store = true;
 	if (old) {
 		o->hnext = old->hnext;
 		*pp = o;
+		old->in_store = false;
 		notify(kt, AXN_EV_MODIFIED, o);
-		obj_unref(old);
+		obj_put(old);
 	} else {
 		*pp = o;
 		kt->count++;
@@ -464,6 +615,8 @@ static int h_source_put(struct axn_mod *self, json_t *doc)
 			grow(kt);
 		notify(kt, AXN_EV_ADDED, o);
 	}
+	/* No subscriber for it (or none yet): compact it all the same. */
+	obj_sweep_later(o);
 	return 0;
 err:
 	json_decref(doc);
@@ -492,9 +645,10 @@ static int h_source_delete(struct axn_mod *self, const char *kind, const char *n
 		return -EPERM;
 	*pp = o->hnext;
 	o->hnext = NULL;
+	o->in_store = false;
 	kt->count--;
 	notify(kt, AXN_EV_DELETED, o);
-	obj_unref(o);
+	obj_put(o);
 	return 0;
 }
 
@@ -565,9 +719,10 @@ void store_source_gone(struct module *m)
 					continue;
 				}
 				*p = o->hnext;
+				o->in_store = false;
 				kt->count--;
 				notify(kt, AXN_EV_DELETED, o);
-				obj_unref(o);
+				obj_put(o);
 			}
 	for (pp = &S->sources; *pp; pp = &(*pp)->next)
 		if ((*pp)->mod == m) {
@@ -639,18 +794,27 @@ int store_api_resources(const json_t *args, json_t **ret, char **ret_err)
 	}
 	for (size_t i = 0; kt && i < kt->nbuckets; i++)
 		for (struct axn_obj *o = kt->buckets[i]; o; o = o->hnext) {
-			const json_t *meta = json_object_get(o->doc, "metadata");
-			const char *ons = json_string_value(json_object_get(meta, "namespace"));
+			/* The key is "<ns>/<name>": no need to parse a compacted object here. */
+			const char *slash = strchr(o->key, '/');
 
-			if (name && strcmp(name, json_string_value(json_object_get(meta, "name"))))
+			if (name && strcmp(name, slash + 1))
 				continue;
-			if (ns && (!ons || strcmp(ns, ons)))
+			if (ns && (slash == o->key || strncmp(ns, o->key, (size_t)(slash - o->key)) ||
+				   ns[slash - o->key]))
 				continue;
 			all[n++] = o;
 		}
 	qsort(all, n, sizeof(*all), cmp_obj);
-	for (size_t i = 0; i < n; i++)
-		json_array_append(items, all[i]->doc);
+	for (size_t i = 0; i < n; i++) {
+		/* A compacted object's tree is parsed for the reply only, not cached. */
+		json_t *doc = all[i]->doc ? json_incref(all[i]->doc) : text_parse(all[i]->text);
+
+		if (!doc || json_array_append_new(items, doc)) {
+			free(all);
+			json_decref(items);
+			return -ENOMEM;
+		}
+	}
 	free(all);
 	if (name && !n) {
 		json_decref(items);
@@ -670,6 +834,7 @@ int store_init(struct agent *a)
 		return -ENOMEM;
 	S->agent = a;
 	TAILQ_INIT(&S->queue);
+	TAILQ_INIT(&S->sweep);
 	S->dispatch_ev = event_new(a->base, -1, 0, dispatch, NULL);
 	if (!S->dispatch_ev) {
 		free(S);
@@ -688,7 +853,12 @@ void store_fini(struct agent *a)
 		return;
 	while ((p = TAILQ_FIRST(&S->queue))) {
 		TAILQ_REMOVE(&S->queue, p, link);
-		obj_unref(p->obj);
+		obj_put(p->obj);
+		free(p);
+	}
+	while ((p = TAILQ_FIRST(&S->sweep))) {
+		TAILQ_REMOVE(&S->sweep, p, link);
+		obj_put(p->obj);
 		free(p);
 	}
 	for (struct kind_table *kt = S->kinds, *next; kt; kt = next) {
@@ -696,7 +866,8 @@ void store_fini(struct agent *a)
 		for (size_t i = 0; i < kt->nbuckets; i++)
 			for (struct axn_obj *o = kt->buckets[i], *n2; o; o = n2) {
 				n2 = o->hnext;
-				obj_unref(o);
+				o->in_store = false;
+				obj_put(o);
 			}
 		free(kt->buckets);
 		free(kt->kind);

@@ -29,9 +29,14 @@ struct statedir_conf {
 /* One manifest file as last read. */
 struct sd_file {
 	char *name;       /* relative to the directory */
-	json_t *parsed;   /* statedir_parse() result, plus retained objects */
+	/*
+	 * statedir_parse() result, plus retained objects. An item whose document
+	 * the store holds as is has no "object", only its "key" (statedir_key()).
+	 */
+	json_t *parsed;
 	size_t n_objects; /* objects of this file in the store (after duplicates) */
 	size_t n_errors;  /* errors reported against this file */
+	bool repack;      /* items gave up their trees: copy what is left (repack()) */
 };
 
 struct statedir {
@@ -42,7 +47,7 @@ struct statedir {
 	const char *node;   /* agent_info("node_name"), may be NULL */
 	struct sd_file **files; /* sorted by name: the first file wins a duplicate */
 	size_t n_files;
-	json_t *current;    /* key -> document as put in the store */
+	json_t *current;    /* key -> true: put in the store (the document is there) */
 	json_t *errors;     /* where -> message, as reported with source_error */
 	json_t *refused;    /* key -> {"doc", "msg"}: puts the store refused */
 	json_t *status;     /* key -> {"kind", "namespace", "name", "status", "fresh"} */
@@ -65,6 +70,8 @@ void statedir_files_free(struct statedir *sd);
 
 /* statedir_objects.c */
 char *statedir_key(const char *kind, const char *ns, const char *name);
+/* The key of an item of a file's "objects" (with its tree or its "key"). */
+char *statedir_item_key(const json_t *item);
 /* Bring the store and the reported errors in line with the files read. */
 void statedir_apply(struct statedir *sd);
 void statedir_health(struct statedir *sd);

@@ -250,7 +250,7 @@ int statedir_status_write(struct axn_mod *self, const struct axn_obj *obj, const
 	struct statedir *sd = arg;
 	const char *kind = axn_obj_kind(self, obj), *ns = axn_obj_namespace(self, obj);
 	const char *name = axn_obj_name(self, obj);
-	const json_t *cur, *e;
+	const json_t *e;
 	json_t *entry = NULL;
 	char *key;
 	int r;
@@ -260,7 +260,7 @@ int statedir_status_write(struct axn_mod *self, const struct axn_obj *obj, const
 	if (!(key = statedir_key(kind, ns, name)))
 		return -ENOMEM;
 	r = -ENOENT;
-	if (!(cur = json_object_get(sd->current, key)))
+	if (!json_object_get(sd->current, key))
 		goto out;
 	e = json_object_get(sd->status, key);
 	r = 0;
@@ -279,7 +279,8 @@ int statedir_status_write(struct axn_mod *self, const struct axn_obj *obj, const
 			goto out;
 		if (sd->status_dir &&
 		    (r = persist(sd, entry,
-				 json_string_value(json_object_get(cur, "apiVersion")))) < 0)
+				 json_string_value(json_object_get(self->host->obj_json(obj),
+								   "apiVersion")))) < 0)
 			goto out;
 		json_object_set(sd->status, key, entry);
 	}

@@ -126,18 +126,9 @@ out:
 /*
  * A file with errors keeps the objects it defined before that its good
  * documents no longer name: a typo must not delete a Service. Deleting the
- * file, or fixing it, removes them.
+ * file, or fixing it, removes them. An old item is kept as it is: with its
+ * tree, or with just its key when the store holds its document.
  */
-static char *item_key(const json_t *item)
-{
-	const json_t *doc = json_object_get(item, "object");
-	const json_t *meta = json_object_get(doc, "metadata");
-
-	return statedir_key(json_string_value(json_object_get(doc, "kind")),
-			    json_string_value(json_object_get(meta, "namespace")),
-			    json_string_value(json_object_get(meta, "name")));
-}
-
 static void retain(struct statedir *sd, const char *name, const json_t *old, json_t *parsed)
 {
 	json_t *objs = json_object_get(parsed, "objects"), *keys, *item, *copy;
@@ -147,12 +138,12 @@ static void retain(struct statedir *sd, const char *name, const json_t *old, jso
 	if (!old || !json_array_size(json_object_get(parsed, "errors")) || !(keys = json_object()))
 		return;
 	json_array_foreach(objs, i, item)
-		if ((key = item_key(item))) {
+		if ((key = statedir_item_key(item))) {
 			json_object_set_new(keys, key, json_true());
 			free(key);
 		}
 	json_array_foreach(json_object_get(old, "objects"), i, item) {
-		if (!(key = item_key(item)))
+		if (!(key = statedir_item_key(item)))
 			continue;
 		if (!json_object_get(keys, key) && (copy = json_copy(item)) &&
 		    !json_object_set_new(copy, "retained", json_true()) &&

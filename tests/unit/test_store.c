@@ -236,6 +236,150 @@ static void test_source_errors_and_api(void **state)
 	harness_free(h);
 }
 
+/* svc() with its keys in another order: an equal document, a different dump. */
+static json_t *svc_reordered(const char *ns, const char *name, const char *ip)
+{
+	return json_pack("{s:{s:s}, s:{s:{s:s}, s:s, s:s}, s:s, s:s}", "spec", "clusterIP", ip,
+			 "metadata", "labels", "app", name, "namespace", ns, "name", name, "kind",
+			 "Service", "apiVersion", "v1");
+}
+
+static void hold(struct axn_mod *self, uint32_t ev, struct axn_obj *obj, void *arg)
+{
+	struct axn_obj **keep = arg;
+
+	/* The borrowed object's tree is there for the whole callback. */
+	if (obj) {
+		assert_non_null(self->host->obj_json(obj));
+		if (!*keep)
+			*keep = self->host->obj_ref(obj);
+	}
+}
+
+static void test_compaction(void **state)
+{
+	struct harness *h = harness_new("modules = ( );\n");
+	struct module *src = fake(h, &src_desc, 0), *con = fake(h, &con_desc, 1);
+	const struct axn_host *H = src->pub.host;
+	json_t *a = svc("default", "a", "10.96.0.1"), *resp = NULL, *args;
+	struct axn_obj *o = NULL, *kept = NULL;
+	const json_t *t;
+	struct rec r = {0};
+	char *err = NULL;
+
+	assert_int_equal(H->source_register(&src->pub, "src", NULL, NULL), 0);
+	/* No subscriber: compacted all the same, once the loop runs. */
+	assert_int_equal(H->source_put(&src->pub, json_incref(a)), 0);
+	assert_int_equal(a->refcount, 2);
+	harness_run(h);
+	assert_int_equal(a->refcount, 1); /* the store let go of the tree */
+
+	/* Parsed back on demand, equal; valid while the reference is held. */
+	assert_int_equal(H->store_get(&con->pub, "Service", "default", "a", &o), 0);
+	t = H->obj_json(o);
+	assert_non_null(t);
+	assert_ptr_not_equal(t, a);
+	assert_true(json_equal(t, a));
+	harness_run(h);
+	assert_ptr_equal(H->obj_json(o), t); /* held: not compacted under us */
+	o = H->obj_unref(o);
+
+	/* An equal document (keys in another order) against the text: no event. */
+	assert_int_equal(H->store_watch(&con->pub, "Service", record, &r, NULL), 0);
+	harness_run(h);
+	assert_int_equal(r.n, 1);
+	r.log[0] = '\0';
+	r.n = 0;
+	assert_int_equal(H->source_put(&src->pub, svc_reordered("default", "a", "10.96.0.1")), 0);
+	assert_int_equal(H->source_put(&src->pub, svc("default", "a", "10.96.0.1")), 0);
+	harness_run(h);
+	assert_int_equal(r.n, 0);
+	/* A changed one: MODIFIED, and the new document reads back. */
+	assert_int_equal(H->source_put(&src->pub, svc_reordered("default", "a", "10.96.0.9")), 0);
+	harness_run(h);
+	assert_string_equal(r.log, "con:MODIFIED:a");
+	assert_int_equal(H->store_get(&con->pub, "Service", "default", "a", &o), 0);
+	assert_string_equal(json_string_value(json_object_get(axn_obj_spec(&con->pub, o),
+							      "clusterIP")),
+			    "10.96.0.9");
+	o = H->obj_unref(o);
+
+	/* A module that keeps a reference keeps the tree. */
+	assert_int_equal(H->store_watch(&con->pub, "Service", hold, &kept, NULL), 0);
+	harness_run(h);
+	assert_non_null(kept);
+	t = H->obj_json(kept);
+	harness_run(h);
+	assert_ptr_equal(H->obj_json(kept), t);
+	assert_string_equal(axn_obj_name(&con->pub, kept), "a");
+	kept = H->obj_unref(kept);
+	harness_run(h);
+
+	/* The API lists compacted objects. */
+	args = json_pack("{s:s, s:s}", "kind", "Service", "namespace", "default");
+	assert_int_equal(store_api_resources(args, &resp, &err), 0);
+	assert_int_equal(json_array_size(json_object_get(resp, "items")), 1);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(json_array_get(json_object_get(resp, "items"), 0), "spec"), "clusterIP")),
+			    "10.96.0.9");
+	json_decref(resp);
+	json_decref(args);
+	args = json_pack("{s:s, s:s}", "kind", "Service", "namespace", "other");
+	assert_int_equal(store_api_resources(args, &resp, &err), 0);
+	assert_int_equal(json_array_size(json_object_get(resp, "items")), 0);
+	json_decref(resp);
+	json_decref(args);
+	json_decref(a);
+	harness_free(h);
+}
+
+/* A bulk (the initial load): compacted over several loop turns, all still correct. */
+static void test_compaction_bulk(void **state)
+{
+	struct harness *h = harness_new("modules = ( );\n");
+	struct module *src = fake(h, &src_desc, 0), *con = fake(h, &con_desc, 1);
+	const struct axn_host *H = src->pub.host;
+	enum { N = 2500 }; /* over SWEEP_BATCH: several loop turns */
+	json_t *docs[N], *resp = NULL, *args;
+	struct axn_obj *o = NULL;
+	struct rec r = {0};
+	char name[32], ip[32];
+	char *err = NULL;
+
+	assert_int_equal(H->source_register(&src->pub, "src", NULL, NULL), 0);
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "s%d", i);
+		snprintf(ip, sizeof(ip), "10.96.%d.%d", i / 250, i % 250 + 1);
+		docs[i] = svc("default", name, ip);
+		assert_int_equal(H->source_put(&src->pub, json_incref(docs[i])), 0);
+	}
+	harness_run(h);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(docs[i]->refcount, 1);
+	assert_int_equal(H->store_get(&con->pub, "Service", "default", "s417", &o), 0);
+	assert_true(json_equal(H->obj_json(o), docs[417]));
+	o = H->obj_unref(o);
+
+	/* Replaced, deleted, re-put unchanged: as before. */
+	assert_int_equal(H->store_watch(&con->pub, "Service", record, &r, NULL), 0);
+	harness_run(h);
+	assert_int_equal(r.n, N);
+	r.log[0] = '\0';
+	r.n = 0;
+	assert_int_equal(H->source_put(&src->pub, json_incref(docs[5])), 0);
+	assert_int_equal(H->source_put(&src->pub, svc("default", "s6", "10.1.1.1")), 0);
+	assert_int_equal(H->source_delete(&src->pub, "Service", "default", "s7"), 0);
+	harness_run(h);
+	assert_string_equal(r.log, "con:MODIFIED:s6 con:DELETED:s7");
+	args = json_pack("{s:s}", "kind", "Service");
+	assert_int_equal(store_api_resources(args, &resp, &err), 0);
+	assert_int_equal(json_array_size(json_object_get(resp, "items")), N - 1);
+	json_decref(resp);
+	json_decref(args);
+	for (int i = 0; i < N; i++)
+		json_decref(docs[i]);
+	harness_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -244,6 +388,8 @@ int main(void)
 		cmocka_unit_test(test_subscriber_order_and_group),
 		cmocka_unit_test(test_status_routed_to_source),
 		cmocka_unit_test(test_source_errors_and_api),
+		cmocka_unit_test(test_compaction),
+		cmocka_unit_test(test_compaction_bulk),
 	};
 
 	logs_reset();

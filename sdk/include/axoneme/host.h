@@ -210,6 +210,11 @@ struct axn_host {
 	/* Objects. */
 	struct axn_obj *(*obj_ref)(struct axn_obj *obj);
 	struct axn_obj *(*obj_unref)(struct axn_obj *obj); /* returns NULL */
+	/*
+	 * The object's document. Valid while you hold a reference (the borrowed
+	 * one of a store callback included), not after: the host may keep an
+	 * object nobody else holds as compact text and parse it again on demand.
+	 */
 	const struct json_t *(*obj_json)(const struct axn_obj *obj);
 
 	/*

@@ -11,7 +11,9 @@
  *
  * Callbacks run on the loop thread, never inside store_watch() itself. An
  * object is borrowed for the callback; keep it with host->obj_ref(). Never
- * modify the JSON of an object: build a new document instead.
+ * modify the JSON of an object: build a new document instead. The JSON
+ * (host->obj_json() and the helpers below) is valid while a reference is
+ * held, the callback's borrowed one included; not after the last obj_unref.
  *
  * Subscribe by kind alone ("Service") or restrict to an API group with
  * "group/Kind" ("cilium.io/CiliumLoadBalancerIPPool"; a version in between,
