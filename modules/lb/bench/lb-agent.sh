@@ -160,7 +160,7 @@ echo "  breakdown (VmRSS):"
 printf '    %-54s %7s MB\n' "statedir + lb, empty state dir" "$(mb "$rss_base")"
 printf '    %-54s %+7.1f MB\n' "+ the manifests in the store and statedir (no lb)" \
 	"$(awk -v a="$rss_store" -v b="$rss_base" 'BEGIN { print (a - b) / 1024 }')"
-[ -n "$docmem" ] && printf '    %-54s %7s MB\n' "    of which the documents as jansson trees" "$(mb "$docmem")"
+[ -n "$docmem" ] && printf '    %-54s %7s MB\n' "    (the same documents as jansson trees would take)" "$(mb "$docmem")"
 printf '    %-54s %+7.1f MB\n' "+ lb with $N services programmed" \
 	"$(awk -v a="$rss_full" -v b="$rss_store" 'BEGIN { print (a - b) / 1024 }')"
 printf '    %-54s %7s MB\n' "VmHWM: statedir alone / statedir + lb" "$(mb "$hwm_store") / $(mb "$hwm_full")"
