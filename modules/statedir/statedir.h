@@ -31,7 +31,8 @@ struct sd_file {
 	char *name;       /* relative to the directory */
 	/*
 	 * statedir_parse() result, plus retained objects. An item whose document
-	 * the store holds as is has no "object", only its "key" (statedir_key()).
+	 * the store holds as is is compact: the string "LINE:COL:KEY" (key as
+	 * statedir_key()) instead of {"line", "col", "object"}.
 	 */
 	json_t *parsed;
 	size_t n_objects; /* objects of this file in the store (after duplicates) */

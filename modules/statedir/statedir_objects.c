@@ -10,10 +10,14 @@
  *
  * Memory: once a document is in the store as it is in the manifest (put,
  * winning its key, no status merged into it), its file's item drops the tree
- * and keeps only the key ({"line", "col", "key"}); the store has the document
- * (compacted to text there). Whenever the tree is needed again (status to
- * merge, or another file now defines the key), it is read back from the
- * store. Items of files just (re-)read carry their tree until applied.
+ * and becomes one string "LINE:COL:KEY" (2 small allocations; an object
+ * {"line", "col", "key"} took 8 and ~540 B, ~10 MB for 20k documents); the
+ * store has the document (compacted to text there). Whenever the tree is
+ * needed again (status to merge, or another file now defines the key), it is
+ * read back from the store and the item is an object {"line", "col",
+ * "object"} again. Items of files just (re-)read carry their tree until
+ * applied. Items are replaced in their file's array, never changed in place,
+ * so a compact item may be shared (retain() in statedir_watch.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -31,14 +35,44 @@ char *statedir_key(const char *kind, const char *ns, const char *name)
 	return key;
 }
 
+/*
+ * An item's position, whether it has its tree or is compact; for a compact
+ * one also its key (NULL for an item with its tree).
+ */
+static const char *item_pos(const json_t *item, json_int_t *line, json_int_t *col)
+{
+	const char *s = json_string_value(item);
+	char *end;
+
+	if (!s) {
+		*line = json_integer_value(json_object_get(item, "line"));
+		*col = json_integer_value(json_object_get(item, "col"));
+		return NULL;
+	}
+	/* Parsed from the front: a name may hold ':', the numbers do not. */
+	*line = strtoll(s, &end, 10);
+	*col = 0;
+	if (*end != ':')
+		return NULL;
+	*col = strtoll(end + 1, &end, 10);
+	return *end == ':' ? end + 1 : NULL;
+}
+
+/* The compact form of an item whose document the store holds as is. */
+static json_t *item_compact(json_int_t line, json_int_t col, const char *key)
+{
+	return json_sprintf("%lld:%lld:%s", (long long)line, (long long)col, key);
+}
+
 char *statedir_item_key(const json_t *item)
 {
 	const json_t *doc = json_object_get(item, "object");
 	const json_t *meta = json_object_get(doc, "metadata");
-	const char *key = json_string_value(json_object_get(item, "key"));
+	json_int_t line, col;
+	const char *key;
 
-	if (key)
-		return strdup(key);
+	if (json_is_string(item))
+		return (key = item_pos(item, &line, &col)) ? strdup(key) : NULL;
 	return statedir_key(json_string_value(json_object_get(doc, "kind")),
 			    json_string_value(json_object_get(meta, "namespace")),
 			    json_string_value(json_object_get(meta, "name")));
@@ -69,28 +103,44 @@ static int key_split(const char *key, char **ret_buf, const char **kind, const c
 	return 0;
 }
 
+/* Item idx of file fi's "objects" (borrowed). */
+static json_t *file_item(struct statedir *sd, size_t fi, size_t idx)
+{
+	return json_array_get(json_object_get(sd->files[fi]->parsed, "objects"), idx);
+}
+
 /*
- * The tree of an item that gave it up: the store holds its document, as put
- * (a copy: the item may keep it past the store's object).
+ * The tree of item idx of file fi (borrowed). A compact item gets it back
+ * from the store, as put (a copy: the item may keep it past the store's
+ * object), and is replaced by an item with the tree: pointers to the
+ * compact one are stale after this.
  */
-static json_t *item_doc(struct statedir *sd, json_t *item, const char *key)
+static json_t *item_doc(struct statedir *sd, size_t fi, size_t idx, const char *key)
 {
 	const struct axn_host *h = sd->self->host;
+	json_t *objs = json_object_get(sd->files[fi]->parsed, "objects");
+	json_t *item = json_array_get(objs, idx), *doc = json_object_get(item, "object");
+	json_t *full = NULL, *copy = NULL;
 	const char *kind, *ns, *name;
 	struct axn_obj *obj = NULL;
-	json_t *doc = json_object_get(item, "object");
+	json_int_t line, col;
 	char *buf;
 
 	if (doc)
 		return doc;
-	if (key_split(key, &buf, &kind, &ns, &name) < 0)
-		return NULL;
+	if (!item || key_split(key, &buf, &kind, &ns, &name) < 0)
+		goto out;
+	item_pos(item, &line, &col);
 	if (h->store_get(sd->self, kind, ns, name, &obj) == 0 &&
-	    (doc = json_deep_copy(h->obj_json(obj))) &&
-	    json_object_set_new(item, "object", doc) < 0)
-		doc = NULL;
+	    (copy = json_deep_copy(h->obj_json(obj))) &&
+	    (full = json_pack("{s:I, s:I}", "line", line, "col", col)) &&
+	    !json_object_set(full, "object", copy) && !json_array_set(objs, idx, full))
+		doc = copy; /* the array holds it now */
+	json_decref(full);
+	json_decref(copy);
 	h->obj_unref(obj);
 	free(buf);
+out:
 	if (!doc)
 		axn_err(sd->self, "%s: cannot read its document back from the store", key);
 	return doc;
@@ -99,10 +149,10 @@ static json_t *item_doc(struct statedir *sd, json_t *item, const char *key)
 /* "file.yaml:LINE:COL" for a positioned item, "file.yaml" for the file as a whole. */
 static char *where_of(const struct sd_file *f, const json_t *item)
 {
-	json_int_t line = json_integer_value(json_object_get(item, "line"));
-	json_int_t col = json_integer_value(json_object_get(item, "col"));
+	json_int_t line, col;
 	char *w;
 
+	item_pos(item, &line, &col);
 	if (line > 0 ? asprintf(&w, "%s:%lld:%lld", f->name, (long long)line, (long long)col) < 0
 		     : asprintf(&w, "%s", f->name) < 0)
 		return NULL;
@@ -128,10 +178,10 @@ static bool stored_equal(struct statedir *sd, const char *key, const json_t *doc
 }
 
 /* One object of file f: wanted, unless an earlier file (or document) has its key. */
-static int want_object(struct statedir *sd, size_t fi, json_t *item, json_t *want,
-		       json_t *errs)
+static int want_object(struct statedir *sd, size_t fi, size_t idx, json_t *want, json_t *errs)
 {
 	struct sd_file *f = sd->files[fi];
+	json_t *item = file_item(sd, fi, idx);
 	char *key = statedir_item_key(item), *w = where_of(f, item), *buf = NULL;
 	const char *kind, *ns, *name;
 	json_t *prev, *msg;
@@ -144,7 +194,7 @@ static int want_object(struct statedir *sd, size_t fi, json_t *item, json_t *wan
 		 * It was the winner and is only in the store, about to be
 		 * replaced: read it back while it is there, it may win again.
 		 */
-		item_doc(sd, item, key);
+		item_doc(sd, fi, idx, key);
 		msg = json_sprintf(
 			"duplicate %s %s%s%s: already defined at %s, this one is ignored", kind,
 			ns ? ns : "", ns ? "/" : "", name,
@@ -154,8 +204,8 @@ static int want_object(struct statedir *sd, size_t fi, json_t *item, json_t *wan
 		f->n_errors++;
 	} else {
 		if (json_object_set_new(want, key,
-					json_pack("{s:O, s:s, s:I}", "item", item, "where", w, "file",
-						  (json_int_t)fi)))
+					json_pack("{s:s, s:I, s:I}", "where", w, "file",
+						  (json_int_t)fi, "index", (json_int_t)idx)))
 			goto out;
 		f->n_objects++;
 	}
@@ -167,7 +217,10 @@ out:
 	return r;
 }
 
-/* key -> {"object", "where"}, the first file in name order first; errors into errs. */
+/*
+ * key -> {"where", "file", "index"} (of its item), the first file in name
+ * order first; errors into errs.
+ */
 static int wanted(struct statedir *sd, json_t *want, json_t *errs)
 {
 	json_t *item;
@@ -187,8 +240,9 @@ static int wanted(struct statedir *sd, json_t *want, json_t *errs)
 			free(w);
 			f->n_errors++;
 		}
-		json_array_foreach(json_object_get(f->parsed, "objects"), j, item)
-			if (want_object(sd, i, item, want, errs) < 0)
+		/* By index: want_object() may replace the item (item_doc()). */
+		for (j = 0; j < json_array_size(json_object_get(f->parsed, "objects")); j++)
+			if (want_object(sd, i, j, want, errs) < 0)
 				return -ENOMEM;
 	}
 	return 0;
@@ -213,8 +267,10 @@ static void put_objects(struct statedir *sd, json_t *want, json_t *errs)
 {
 	const struct axn_host *h = sd->self->host;
 	const char *key, *kind, *ns, *name;
-	json_t *v, *cur, *doc, *item, *put, *refused;
+	json_t *v, *cur, *doc, *item, *put, *refused, *compact, *objs;
+	json_int_t line, col;
 	const json_t *st;
+	size_t fi, idx;
 	char *buf;
 	void *tmp;
 	int r;
@@ -238,12 +294,14 @@ static void put_objects(struct statedir *sd, json_t *want, json_t *errs)
 		if (!json_object_get(want, key))
 			json_object_del(sd->refused, key);
 	json_object_foreach(want, key, v) {
-		item = json_object_get(v, "item");
+		fi = (size_t)json_integer_value(json_object_get(v, "file"));
+		idx = (size_t)json_integer_value(json_object_get(v, "index"));
+		item = file_item(sd, fi, idx);
 		st = json_object_get(sd->status, key);
-		/* Without its tree it is in the store as is: only new status changes it. */
-		if (!json_object_get(item, "object") && !st && json_object_get(sd->current, key))
+		/* Compact, it is in the store as is: only new status changes it. */
+		if (json_is_string(item) && !st && json_object_get(sd->current, key))
 			continue;
-		if (!(doc = item_doc(sd, item, key)))
+		if (!(doc = item_doc(sd, fi, idx, key)))
 			continue;
 		put = statedir_status_merge(sd, key, doc);
 		if (!put) {
@@ -268,12 +326,17 @@ static void put_objects(struct statedir *sd, json_t *want, json_t *errs)
 		} else {
 			json_object_set_new(sd->current, key, json_true());
 			json_object_del(sd->refused, key);
-			/* The store has it as the manifest says: the item needs its key only. */
-			if (!st && !json_object_get(doc, "status") &&
-			    !json_object_set_new(item, "key", json_string(key))) {
-				json_object_del(item, "object");
-				sd->files[json_integer_value(json_object_get(v, "file"))]->repack =
-					true;
+			/*
+			 * The store has it as the manifest says: the item needs its
+			 * position and key only. doc goes with the old item (put
+			 * holds its own reference).
+			 */
+			if (!st && !json_object_get(doc, "status")) {
+				objs = json_object_get(sd->files[fi]->parsed, "objects");
+				item_pos(json_array_get(objs, idx), &line, &col);
+				compact = item_compact(line, col, key);
+				if (compact && !json_array_set_new(objs, idx, compact))
+					sd->files[fi]->repack = true;
 			}
 		}
 		json_decref(put);

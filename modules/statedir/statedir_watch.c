@@ -127,7 +127,7 @@ out:
  * A file with errors keeps the objects it defined before that its good
  * documents no longer name: a typo must not delete a Service. Deleting the
  * file, or fixing it, removes them. An old item is kept as it is: with its
- * tree, or with just its key when the store holds its document.
+ * tree, or compact ("LINE:COL:KEY") when the store holds its document.
  */
 static void retain(struct statedir *sd, const char *name, const json_t *old, json_t *parsed)
 {
@@ -145,8 +145,10 @@ static void retain(struct statedir *sd, const char *name, const json_t *old, jso
 	json_array_foreach(json_object_get(old, "objects"), i, item) {
 		if (!(key = statedir_item_key(item)))
 			continue;
-		if (!json_object_get(keys, key) && (copy = json_copy(item)) &&
-		    !json_object_set_new(copy, "retained", json_true()) &&
+		/* A compact item (a string) is never modified in place: shared. */
+		if (!json_object_get(keys, key) &&
+		    (copy = json_is_string(item) ? json_incref(item) : json_copy(item)) &&
+		    (json_is_string(copy) || !json_object_set_new(copy, "retained", json_true())) &&
 		    !json_array_append_new(objs, copy)) {
 			json_object_set_new(keys, key, json_true());
 			kept++;
