@@ -32,28 +32,10 @@ lab_find_bins
 T0=$(_lab_now_ms)
 lab_init "axi$$"
 lab_cleanup_trap
-report_on_failure() {
-	[ "$T_FAIL" != 0 ] || [ "${LAB_EXIT_RC:-0}" != 0 ] || return 0
-	local n
-	for n in 1 2; do
-		[ -s "$(lab_log "$n")" ] || continue
-		echo "--- node $n agent log (last 30 lines)"
-		tail -n 30 "$(lab_log "$n")"
-	done
-	[ "${AXN_KEEP_ON_FAIL:-0}" = 1 ] && LAB_KEEP=1
-	return 0
-}
-lab_on_exit report_on_failure
+t_logs_on_failure 30 1 2
 
 echo "stage: $LAB_STAGE"
 echo "lab:   $LAB_WORK (prefix $LAB_PREFIX)"
-
-# JSON from the CLI: lab_json N ARGS...
-lab_json() {
-	local n=$1
-	shift
-	lab_axoneme "$n" -o json "$@"
-}
 
 # ---------------------------------------------------------------- 1. hello, out of tree
 t_step "build the hello example out of tree against the staged SDK only"

@@ -54,6 +54,27 @@ t_expect() {
 	fi
 }
 
+# t_logs_on_failure LINES NODE... — after lab_init: if the run fails, print the
+# last LINES lines of each node's agent log at exit (AXN_KEEP_ON_FAIL=1 keeps the lab).
+t_logs_on_failure() {
+	T_LOG_LINES=$1
+	shift
+	T_LOG_NODES="$*"
+	lab_on_exit _t_report_logs
+}
+
+_t_report_logs() {
+	[ "$T_FAIL" != 0 ] || [ "${LAB_EXIT_RC:-0}" != 0 ] || return 0
+	local n
+	for n in $T_LOG_NODES; do
+		[ -s "$(lab_log "$n")" ] || continue
+		echo "--- node $n agent log (last $T_LOG_LINES lines)"
+		tail -n "$T_LOG_LINES" "$(lab_log "$n")"
+	done
+	[ "${AXN_KEEP_ON_FAIL:-0}" = 1 ] && LAB_KEEP=1
+	return 0
+}
+
 t_summary() {
 	printf '\n%d passed, %d failed\n' "$T_PASS" "$T_FAIL"
 	[ "$T_FAIL" = 0 ]

@@ -678,6 +678,13 @@ lab_axoneme() {
 	"$AXONEME" -s "$(lab_sock "$n")" "$@"
 }
 
+# lab_json N ARGS... — the CLI's JSON answer on node N.
+lab_json() {
+	local n=$1
+	shift
+	lab_axoneme "$n" -o json "$@"
+}
+
 # lab_wait_log N PATTERN [TIMEOUT_S] [FROM_BYTE] — wait until node N's log
 # (from byte FROM_BYTE) matches the grep pattern.
 lab_wait_log() {

@@ -35,18 +35,7 @@ lab_find_bins
 
 lab_init "axlb$$"
 lab_cleanup_trap
-report_on_failure() {
-	if [ "$T_FAIL" != 0 ] || [ "${LAB_EXIT_RC:-0}" != 0 ]; then
-		for n in 1 2; do
-			[ -s "$(lab_log "$n")" ] || continue
-			echo "--- node $n agent log (last 25 lines)"
-			tail -n 25 "$(lab_log "$n")"
-		done
-		[ "${AXN_KEEP_ON_FAIL:-0}" = 1 ] && LAB_KEEP=1
-	fi
-	return 0
-}
-lab_on_exit report_on_failure
+t_logs_on_failure 25 1 2
 
 echo "lab:   $LAB_WORK (prefix $LAB_PREFIX)"
 

@@ -36,24 +36,7 @@ lab_find_bins
 
 lab_init "lbi$$"
 lab_cleanup_trap
-report_on_failure() {
-	[ "$T_FAIL" != 0 ] || [ "${LAB_EXIT_RC:-0}" != 0 ] || return 0
-	local n
-	for n in 1 2; do
-		[ -s "$(lab_log "$n")" ] || continue
-		echo "--- node $n agent log (last 40 lines)"
-		tail -n 40 "$(lab_log "$n")"
-	done
-	[ "${AXN_KEEP_ON_FAIL:-0}" = 1 ] && LAB_KEEP=1
-	return 0
-}
-lab_on_exit report_on_failure
-
-lab_json() { # N ARGS... — the CLI's JSON on node N
-	local n=$1
-	shift
-	lab_axoneme "$n" -o json "$@"
-}
+t_logs_on_failure 40 1 2
 
 # Addresses per service, as the node's lbipam view has them: "ns/name=ip,ip ..." sorted.
 svc_ips() {
