@@ -100,7 +100,6 @@ struct agent {
 	struct agent_conf conf;
 	struct module_list modules; /* in start order */
 	struct module *core_mod;    /* pseudo-module owning core resources */
-	bool purge;
 	bool log_level_fixed; /* --log-level given: reloads keep it */
 	bool stopping;
 	bool ready;
@@ -217,7 +216,6 @@ int store_init(struct agent *a);
 void store_fini(struct agent *a);
 void store_fill_host(struct axn_host *h);
 void store_start_done(void);
-bool store_synced(void);
 void store_source_gone(struct module *m);
 int store_api_resources(const json_t *args, json_t **ret, char **ret_err);
 int selector_match_json(const json_t *sel, const json_t *labels);

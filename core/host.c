@@ -537,8 +537,6 @@ static const char *unmet_requirement(struct agent *a, struct module *m)
 
 static void module_stop(struct module *m)
 {
-	int leaks;
-
 	if (m->state == MOD_UP && m->desc->stop) {
 		int r = m->desc->stop(&m->pub);
 
@@ -547,8 +545,7 @@ static void module_stop(struct module *m)
 	}
 	if (m->source && !m->agent->stopping)
 		store_source_gone(m);
-	leaks = handles_reclaim(m, true);
-	(void)leaks;
+	handles_reclaim(m, true); /* reports what the module forgot */
 	if (m->state == MOD_UP)
 		m->state = MOD_STOPPED;
 }

@@ -371,10 +371,6 @@ void store_start_done(void)
 	check_synced();
 }
 
-bool store_synced(void)
-{
-	return S->synced;
-}
 
 static void sub_destroy(struct axn_handle *h)
 {
