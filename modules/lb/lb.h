@@ -14,6 +14,9 @@
  *   WAITING --(Service and EndpointSlice both SYNCED)--> flush all, prune --> LIVE
  *   LIVE: every change is queued; a deferred flush parses and applies the queue
  *         (marking services dirty), then translates and writes the dirty ones
+ *   freed ids and slot ranges: quarantined; a timer calls lb_maps_grace()
+ *         every LB_GRACE_MS while any wait, and flushes again when that
+ *         frees room for a refused service
  *   a failed write (in any flush): what it wrote stays pending in the writer;
  *         a timer flushes again after 100 ms, doubling up to 10 s, until a
  *         flush writes everything (DEGRADED until then)
@@ -34,13 +37,20 @@
 #include "lb_maps.h"
 #include "lb_translate.h"
 
+/*
+ * How long a freed backend id, rev_nat_id or slot range waits before it is
+ * reused (between one and two periods): far longer than any program that
+ * read the master pointing at it can still run.
+ */
+#define LB_GRACE_MS 1000
+
 struct lb_conf {
 	const char *cgroup;
 	int socket_lb;
 	const char *algorithm;
 	int algorithm_annotation;
 	const char *service_proxy_name;
-	int64_t services_max, backends_max, revnat_max, affinity_max, sock_revnat_max;
+	int64_t services_max, slots_max, backends_max, revnat_max, affinity_max, sock_revnat_max;
 };
 
 struct lb_sv;
@@ -94,6 +104,8 @@ struct lb {
 	 */
 	int write_err;
 	struct axn_handle *retry_t;
+	/* Ticks every LB_GRACE_MS while freed ids and slot ranges wait (lb_maps_grace). */
+	struct axn_handle *grace_t;
 	uint32_t retry_ms, n_retries;
 	bool prune_pending;
 

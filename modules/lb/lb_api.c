@@ -5,7 +5,8 @@
  *                backends with state (`axoneme lb services`, all=1 adds
  *                skipped services)
  *   lb/bpf       what the kernel holds: the services maps read back, each
- *                slot resolved through the backends maps (`axoneme lb bpf`)
+ *                slot of a master's range resolved through the backends
+ *                arrays (`axoneme lb bpf`)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* asprintf */
@@ -121,7 +122,7 @@ static json_t *backend_str(struct lb *lb, int fam, uint32_t id)
 	if (fam == 4) {
 		struct lb4_backend b;
 
-		if (bpf_map_lookup_elem(lb->fd[LBM_BE4], &id, &b) < 0)
+		if (bpf_map_lookup_elem(lb->fd[LBM_BE4], &id, &b) < 0 || !b.proto)
 			goto missing;
 		memcpy(ip.a, &b.addr, 4);
 		port = ntohs(b.port);
@@ -129,7 +130,7 @@ static json_t *backend_str(struct lb *lb, int fam, uint32_t id)
 	} else {
 		struct lb6_backend b;
 
-		if (bpf_map_lookup_elem(lb->fd[LBM_BE6], &id, &b) < 0)
+		if (bpf_map_lookup_elem(lb->fd[LBM_BE6], &id, &b) < 0 || !b.proto)
 			goto missing;
 		memcpy(ip.a, b.addr, 16);
 		port = ntohs(b.port);
@@ -143,7 +144,7 @@ missing:
 	return json_string(out);
 }
 
-/* One family's services map, masters with their slots. */
+/* One family's services map: each master with the backends of its slots. */
 static int dump_services(struct lb *lb, int fam, json_t *items)
 {
 	int fd = lb->fd[fam == 4 ? LBM_SVC4 : LBM_SVC6];
@@ -154,17 +155,16 @@ static int dump_services(struct lb *lb, int fam, json_t *items)
 	void *prev = NULL;
 
 	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-		char a[LB_ADDR_STRLEN], fe[LB_ADDR_STRLEN + 8];
+		char a[LB_ADDR_STRLEN], fe[LB_ADDR_STRLEN + 8], range[32] = "-";
 		struct lb_ip ip = {.family = (uint8_t)fam};
 		struct lb_svc_val v;
-		uint16_t port, slot;
+		uint16_t port;
 		uint8_t proto;
 		json_t *slots, *it;
 
 		key = next;
 		prev = &key;
-		slot = fam == 4 ? key.k4.slot : key.k6.slot;
-		if (slot != 0 || bpf_map_lookup_elem(fd, &key, &v) < 0)
+		if (bpf_map_lookup_elem(fd, &key, &v) < 0)
 			continue;
 		if (fam == 4) {
 			memcpy(ip.a, &key.k4.addr, 4);
@@ -177,29 +177,25 @@ static int dump_services(struct lb *lb, int fam, json_t *items)
 		}
 		snprintf(fe, sizeof(fe), "%s/%s", lb_addr_format(&ip, port, a, sizeof(a)),
 			 lb_proto_name(proto));
+		if (v.slot_order != LB_SLOT_ORDER_NONE)
+			snprintf(range, sizeof(range), "%u+%u", v.slot_base, 1u << (v.slot_order & 31));
 		slots = json_array();
-		for (uint16_t s = 1; slots && s <= v.count; s++) {
-			struct lb_svc_val sv;
+		for (uint32_t s = 0; slots && s < v.count; s++) {
+			struct lb_slot sl;
+			uint32_t k = v.slot_base + s;
 
-			if (fam == 4)
-				key.k4.slot = s;
-			else
-				key.k6.slot = s;
-			if (bpf_map_lookup_elem(fd, &key, &sv) < 0)
+			if (bpf_map_lookup_elem(lb->fd[LBM_SLOTS], &k, &sl) < 0)
 				json_array_append_new(slots, json_string("(missing slot)"));
 			else
-				json_array_append_new(slots, backend_str(lb, fam, sv.backend_id));
+				json_array_append_new(slots, backend_str(lb, fam, sl.backend_id));
 		}
-		if (fam == 4)
-			key.k4.slot = 0;
-		else
-			key.k6.slot = 0;
-		it = json_pack("{s:s, s:i, s:i, s:s, s:s, s:i, s:o}", "frontend", fe, "rev_nat_id",
-			       (json_int_t)v.rev_nat_id, "count", (json_int_t)v.count, "flags",
+		it = json_pack("{s:s, s:i, s:i, s:s, s:s, s:i, s:s, s:o}", "frontend", fe,
+			       "rev_nat_id", (json_int_t)v.rev_nat_id, "count", (json_int_t)v.count,
+			       "flags",
 			       v.flags & LB_F_AFFINITY ? (v.flags & LB_F_ITP_LOCAL ? "affinity,itp-local" : "affinity")
 						       : (v.flags & LB_F_ITP_LOCAL ? "itp-local" : "-"),
 			       "algorithm", v.algorithm == LB_A_MAGLEV ? "maglev" : "random",
-			       "affinity_s", (json_int_t)v.affinity_timeout, "backends",
+			       "affinity_s", (json_int_t)v.affinity_timeout, "slots", range, "backends",
 			       slots ? slots : json_array());
 		if (!it || json_array_append_new(items, it))
 			return -ENOMEM;

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * lb_maps.c - desired state of the lb maps and the writer (see lb_maps.h for
- * the write order and the restart story).
+ * the write order, lb_shared.h for the layouts).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* asprintf */
@@ -10,10 +10,13 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <bpf/bpf.h>
 
@@ -23,20 +26,242 @@
 
 const struct lb_map_def lb_map_defs[LBM_N] = {
 	[LBM_SVC4] = {"lb4_services", BPF_MAP_TYPE_HASH, sizeof(struct lb4_key),
-		      sizeof(struct lb_svc_val)},
+		      sizeof(struct lb_svc_val), 0},
 	[LBM_SVC6] = {"lb6_services", BPF_MAP_TYPE_HASH, sizeof(struct lb6_key),
-		      sizeof(struct lb_svc_val)},
-	[LBM_BE4] = {"lb4_backends", BPF_MAP_TYPE_HASH, sizeof(__u32), sizeof(struct lb4_backend)},
-	[LBM_BE6] = {"lb6_backends", BPF_MAP_TYPE_HASH, sizeof(__u32), sizeof(struct lb6_backend)},
-	[LBM_RN4] = {"lb4_revnat", BPF_MAP_TYPE_HASH, sizeof(__u32), sizeof(struct lb4_revnat)},
-	[LBM_RN6] = {"lb6_revnat", BPF_MAP_TYPE_HASH, sizeof(__u32), sizeof(struct lb6_revnat)},
+		      sizeof(struct lb_svc_val), 0},
+	[LBM_SLOTS] = {"lb_slots", BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(struct lb_slot),
+		       BPF_F_MMAPABLE},
+	[LBM_BE4] = {"lb4_backends", BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(struct lb4_backend),
+		     BPF_F_MMAPABLE},
+	[LBM_BE6] = {"lb6_backends", BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(struct lb6_backend),
+		     BPF_F_MMAPABLE},
+	[LBM_RN4] = {"lb4_revnat", BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(struct lb4_revnat),
+		     BPF_F_MMAPABLE},
+	[LBM_RN6] = {"lb6_revnat", BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(struct lb6_revnat),
+		     BPF_F_MMAPABLE},
 	[LBM_SK4] = {"lb4_sk_revnat", BPF_MAP_TYPE_LRU_HASH, sizeof(struct lb4_sk_key),
-		     sizeof(struct lb4_sk_val)},
+		     sizeof(struct lb4_sk_val), 0},
 	[LBM_SK6] = {"lb6_sk_revnat", BPF_MAP_TYPE_LRU_HASH, sizeof(struct lb6_sk_key),
-		     sizeof(struct lb6_sk_val)},
+		     sizeof(struct lb6_sk_val), 0},
 	[LBM_AFF] = {"lb_affinity", BPF_MAP_TYPE_LRU_HASH, sizeof(struct lb_aff_key),
-		     sizeof(struct lb_aff_val)},
+		     sizeof(struct lb_aff_val), 0},
 };
+
+#define NIL UINT32_MAX
+#define ORDER_NONE LB_SLOT_ORDER_NONE
+#define ORDER_MAX 31
+
+/* --- slot ranges: a buddy allocator over lb_slots ------------------------------ */
+
+/*
+ * Ranges are 1 << order slots at a multiple of their size, so that freed
+ * neighbours merge again and churn never leaves the array in pieces too
+ * small for a large service. ord[base] is order + 1 for the head of a free
+ * block (0 otherwise); next/prev link the free blocks of one order.
+ */
+struct buddy {
+	uint32_t size, n_free;
+	uint8_t *ord;
+	uint32_t *next, *prev;
+	uint32_t head[ORDER_MAX + 1];
+};
+
+static void bd_push(struct buddy *b, uint32_t base, unsigned o)
+{
+	b->ord[base] = (uint8_t)(o + 1);
+	b->prev[base] = NIL;
+	b->next[base] = b->head[o];
+	if (b->head[o] != NIL)
+		b->prev[b->head[o]] = base;
+	b->head[o] = base;
+	b->n_free += 1u << o;
+}
+
+static void bd_unlink(struct buddy *b, uint32_t base, unsigned o)
+{
+	if (b->prev[base] != NIL)
+		b->next[b->prev[base]] = b->next[base];
+	else
+		b->head[o] = b->next[base];
+	if (b->next[base] != NIL)
+		b->prev[b->next[base]] = b->prev[base];
+	b->ord[base] = 0;
+	b->n_free -= 1u << o;
+}
+
+static int bd_init(struct buddy *b, uint32_t size)
+{
+	memset(b, 0, sizeof(*b));
+	b->size = size;
+	for (unsigned o = 0; o <= ORDER_MAX; o++)
+		b->head[o] = NIL;
+	/* calloc: untouched parts of a large array cost no memory. */
+	b->ord = calloc(size ? size : 1, 1);
+	b->next = calloc(size ? size : 1, sizeof(*b->next));
+	b->prev = calloc(size ? size : 1, sizeof(*b->prev));
+	if (!b->ord || !b->next || !b->prev)
+		return -ENOMEM;
+	for (uint32_t base = 0; base < size;) {
+		unsigned o = ORDER_MAX;
+
+		while (o && ((base & ((1u << o) - 1)) || (uint64_t)base + (1u << o) > size))
+			o--;
+		bd_push(b, base, o);
+		base += 1u << o;
+	}
+	return 0;
+}
+
+static void bd_free_all(struct buddy *b)
+{
+	free(b->ord);
+	free(b->next);
+	free(b->prev);
+}
+
+/* The base of a free range of 1 << order slots, or NIL. */
+static uint32_t bd_alloc(struct buddy *b, unsigned order)
+{
+	unsigned o = order;
+	uint32_t base;
+
+	while (o <= ORDER_MAX && b->head[o] == NIL)
+		o++;
+	if (o > ORDER_MAX)
+		return NIL;
+	base = b->head[o];
+	bd_unlink(b, base, o);
+	while (o > order) {
+		o--;
+		bd_push(b, base + (1u << o), o);
+	}
+	return base;
+}
+
+static void bd_free(struct buddy *b, uint32_t base, unsigned o)
+{
+	while (o < ORDER_MAX) {
+		uint32_t buddy = base ^ (1u << o);
+
+		if ((uint64_t)buddy + (1u << o) > b->size || b->ord[buddy] != o + 1)
+			break;
+		bd_unlink(b, buddy, o);
+		base &= ~(1u << o);
+		o++;
+	}
+	bd_push(b, base, o);
+}
+
+/* Take the given range out of the free blocks (adoption); -EEXIST if some of it is taken. */
+static int bd_reserve(struct buddy *b, uint32_t base, unsigned order)
+{
+	if (order > ORDER_MAX || (base & ((1u << order) - 1)) ||
+	    (uint64_t)base + (1u << order) > b->size)
+		return -EINVAL;
+	for (unsigned o = order; o <= ORDER_MAX; o++) {
+		uint32_t blk = base & ~((1u << o) - 1);
+
+		if ((uint64_t)blk + (1u << o) > b->size)
+			break;
+		if (b->ord[blk] != o + 1)
+			continue;
+		bd_unlink(b, blk, o);
+		while (o > order) {
+			o--;
+			if (base >= blk + (1u << o)) {
+				bd_push(b, blk, o);
+				blk += 1u << o;
+			} else {
+				bd_push(b, blk + (1u << o), o);
+			}
+		}
+		return 0;
+	}
+	return -EEXIST;
+}
+
+static unsigned order_for(uint32_t n)
+{
+	unsigned o = 0;
+
+	while ((1u << o) < n)
+		o++;
+	return o;
+}
+
+/* --- ids: backend ids (per family) and rev_nat_ids (one space) ----------------- */
+
+struct ids {
+	uint32_t max;	 /* ids 1 .. max - 1 */
+	uint32_t fresh;	 /* the lowest id never handed out */
+	uint32_t *free;	 /* handed back */
+	uint32_t n_free, cap_free, n_used;
+	uint8_t *adopted; /* bitmap while adopting, then NULL */
+};
+
+static uint32_t ids_alloc(struct ids *x)
+{
+	uint32_t id;
+
+	if (x->n_free)
+		id = x->free[--x->n_free];
+	else if (x->fresh < x->max)
+		id = x->fresh++;
+	else
+		return 0;
+	x->n_used++;
+	return id;
+}
+
+static int ids_free(struct ids *x, uint32_t id)
+{
+	if (x->n_free == x->cap_free) {
+		uint32_t cap = x->cap_free ? x->cap_free * 2 : 256, *v;
+
+		v = realloc(x->free, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM; /* the id is lost until a restart: capacity, not state */
+		x->free = v;
+		x->cap_free = cap;
+	}
+	x->free[x->n_free++] = id;
+	x->n_used--;
+	return 0;
+}
+
+/* Adoption: id is in use. false if it was already (or is out of range). */
+static bool ids_adopt(struct ids *x, uint32_t id)
+{
+	if (!id || id >= x->max)
+		return false;
+	if (!x->adopted && !(x->adopted = calloc(x->max / 8 + 1, 1)))
+		return false;
+	if (x->adopted[id / 8] & (1u << (id % 8)))
+		return false;
+	x->adopted[id / 8] |= (uint8_t)(1u << (id % 8));
+	x->n_used++;
+	if (id >= x->fresh)
+		x->fresh = id + 1;
+	return true;
+}
+
+/* After adoption: every id below the highest adopted one that nobody uses is free. */
+static int ids_adopted(struct ids *x)
+{
+	int r = 0;
+
+	if (!x->adopted)
+		return 0;
+	for (uint32_t id = x->fresh; id-- > 1;)
+		if (!(x->adopted[id / 8] & (1u << (id % 8)))) {
+			x->n_used++; /* ids_free() counts it back */
+			if ((r = ids_free(x, id)) < 0)
+				break;
+		}
+	free(x->adopted);
+	x->adopted = NULL;
+	return r;
+}
 
 /* --- entries ---------------------------------------------------------------- */
 
@@ -48,15 +273,19 @@ struct l4key {
 	uint8_t addr[16];
 };
 
+/*
+ * A backend, at index id of its family's array: ids are array indexes, so
+ * a backend costs no allocation and its id no lookup.
+ */
 struct be_ent {
-	struct lb_node n;
 	struct l4key k;
-	uint32_t id;
-	uint32_t refs;	   /* slots and kept references from claimed frontends */
-	uint8_t state;	   /* wanted LB_BS_* */
-	uint8_t wstate;	   /* in the map, when in_map */
-	bool in_map, dirty;
-	struct be_ent *dnext;
+	uint32_t h;	/* lb_hash_words(k) */
+	uint32_t refs;	/* slots and kept references from claimed frontends */
+	uint32_t dnext; /* next dirty id of the family, 0: the end */
+	uint32_t mark;	/* slot planning (plan_slots) */
+	uint8_t state;	/* wanted LB_BS_* */
+	uint8_t wstate; /* in the map, when in_map */
+	bool used, in_map, dirty;
 };
 
 struct fe_ent {
@@ -68,29 +297,66 @@ struct fe_ent {
 	uint8_t flags, alg;
 	uint32_t timeout;
 	uint32_t n_sel, n_all; /* bes[0..n_sel) in slots; the rest only referenced */
-	struct be_ent **bes;   /* each holds a reference (be_ent.refs) */
+	uint32_t *bes;	       /* backend ids, each holding a reference (be_ent.refs) */
+	/*
+	 * The slot range the map's master points at (order ORDER_NONE: none),
+	 * and one allocated for a write that needs more room; written, the
+	 * master moves to it and the old range goes to the quarantine.
+	 */
+	uint32_t base, pbase;
+	uint8_t order, porder;
 	/* in the map */
 	bool in_map, rn_in_map, dirty;
-	bool unsure; /* a write failed: rewrite the master and reverse NAT, slots are unknown */
+	bool unsure; /* a master write failed: rewrite it */
 	struct lb_svc_val wmaster;
-	uint32_t n_written; /* slots 1..n_written exist */
-	uint32_t *written;  /* their backend ids (0: unknown, adopted) */
 	struct fe_ent *dnext;
+};
+
+/* Freed by a flush, reusable after the grace period (see lb_maps.h). */
+enum { Q_SLOTS, Q_BE4, Q_BE6, Q_RN };
+
+struct qent {
+	uint32_t v;
+	uint8_t kind, order;
+};
+
+struct qlist {
+	struct qent *v;
+	size_t n, cap;
 };
 
 struct lb_maps {
 	int fd[LBM_N];
 	uint32_t max[LBM_N];
-	struct lb_ht fes, bes;
+	/* The mmapable arrays, mapped. */
+	struct lb_slot *slots;
+	struct lb4_backend *be4;
+	struct lb6_backend *be6;
+	struct lb4_revnat *rn4;
+	struct lb6_revnat *rn6;
+	size_t len[LBM_N];
+
+	struct lb_ht fes;
+	struct be_ent *be[2]; /* per family, indexed by backend id */
+	/*
+	 * Backends by address: open addressing with linear probing; a slot is
+	 * the key's hash << 32 | family << 31 | id (0: empty). A sync looks up
+	 * every backend, most of them new: a miss costs one cache line and no
+	 * backend entry.
+	 */
+	uint64_t *bi;
+	uint32_t bi_mask, bi_n;
+	struct ids be_ids[2], rn_ids;
+	struct buddy slots_bd;
+	struct qlist q[2]; /* [0]: since the last grace, [1]: before it */
 	struct fe_ent *fdirty;
-	struct be_ent *bdirty;
-	uint32_t next_be_id, next_rn_id;
-	uint64_t svc_peak[2]; /* services-map entries after the next flush, per family */
-	uint32_t n_fe[2], n_be[2];
-	int released;
-	/* Reverse NAT entries found at adoption that no frontend owned: removed by the prune. */
-	uint32_t *rn_orphans[2];
-	size_t n_rn_orphans[2];
+	uint32_t bdirty[2];
+	uint32_t mark;
+	uint32_t n_fe[2];
+	int released, full;
+	/* Found at adoption and owned by nobody: cleared by the prune. */
+	uint32_t *orphans[3]; /* [0]/[1]: duplicate backend ids per family, [2]: rev_nat_ids */
+	size_t n_orphans[3];
 };
 
 static int fam_idx(uint8_t family)
@@ -118,12 +384,54 @@ static const char *l4key_str(const struct l4key *k, char *buf, size_t len)
 	return buf;
 }
 
-/* Services-map entries a frontend occupies at its peak before the next flush. */
-static uint64_t fe_peak(const struct fe_ent *e)
+static int q_add(struct lb_maps *m, uint8_t kind, uint32_t v, uint8_t order)
 {
-	uint32_t slots = e->n_written > e->n_sel ? e->n_written : e->n_sel;
+	struct qlist *q = &m->q[0];
 
-	return 1 + slots;
+	if (q->n == q->cap) {
+		size_t cap = q->cap ? q->cap * 2 : 256;
+		struct qent *nv = realloc(q->v, cap * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM; /* lost until a restart: capacity, not state */
+		q->v = nv;
+		q->cap = cap;
+	}
+	q->v[q->n++] = (struct qent){.v = v, .kind = kind, .order = order};
+	return 0;
+}
+
+static void q_release(struct lb_maps *m, const struct qent *e)
+{
+	switch (e->kind) {
+	case Q_SLOTS:
+		bd_free(&m->slots_bd, e->v, e->order);
+		break;
+	case Q_BE4:
+	case Q_BE6:
+		(void)ids_free(&m->be_ids[e->kind == Q_BE6], e->v);
+		break;
+	default:
+		(void)ids_free(&m->rn_ids, e->v);
+	}
+}
+
+size_t lb_maps_grace(struct lb_maps *m)
+{
+	struct qlist old = m->q[1];
+
+	for (size_t i = 0; i < old.n; i++)
+		q_release(m, &old.v[i]);
+	m->q[1] = m->q[0];
+	m->q[0] = (struct qlist){.v = old.v, .cap = old.cap};
+	if (old.n)
+		m->released = 1;
+	return old.n;
+}
+
+size_t lb_maps_quarantined(const struct lb_maps *m)
+{
+	return m->q[0].n + m->q[1].n;
 }
 
 static void fe_dirty(struct lb_maps *m, struct fe_ent *e)
@@ -135,148 +443,276 @@ static void fe_dirty(struct lb_maps *m, struct fe_ent *e)
 	m->fdirty = e;
 }
 
-static void be_dirty(struct lb_maps *m, struct be_ent *e)
+static void be_dirty(struct lb_maps *m, struct be_ent *b, int f, uint32_t id)
 {
-	if (e->dirty)
+	if (b->dirty)
 		return;
-	e->dirty = true;
-	e->dnext = m->bdirty;
-	m->bdirty = e;
+	b->dirty = true;
+	b->dnext = m->bdirty[f];
+	m->bdirty[f] = id;
+}
+
+static uint32_t be_id(const struct lb_maps *m, const struct be_ent *b)
+{
+	return (uint32_t)(b - m->be[fam_idx(b->k.family)]);
 }
 
 static struct fe_ent *fe_get(struct lb_maps *m, const struct l4key *k, bool create)
 {
 	struct fe_ent *e = (struct fe_ent *)lb_ht_find(&m->fes, k);
+	uint32_t id;
 
 	if (e || !create)
 		return e;
-	e = calloc(1, sizeof(*e));
-	if (!e)
+	id = ids_alloc(&m->rn_ids);
+	if (!id) {
+		m->full = k->family == 6 ? LBM_RN6 : LBM_RN4;
 		return NULL;
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e) {
+		(void)ids_free(&m->rn_ids, id);
+		return NULL;
+	}
 	e->k = *k;
-	e->rev_nat_id = m->next_rn_id++;
+	e->rev_nat_id = id;
+	e->order = e->porder = ORDER_NONE;
 	if (lb_ht_insert(&m->fes, &e->n) < 0) {
+		(void)ids_free(&m->rn_ids, id);
 		free(e);
 		return NULL;
 	}
 	m->n_fe[fam_idx(k->family)]++;
-	m->svc_peak[fam_idx(k->family)] += fe_peak(e);
 	return e;
 }
 
-static struct be_ent *be_get(struct lb_maps *m, const struct l4key *k, bool create)
+static uint32_t be_hash(const struct l4key *k)
 {
-	struct be_ent *e = (struct be_ent *)lb_ht_find(&m->bes, k);
+	return lb_hash_words(k, sizeof(*k));
+}
 
-	if (e || !create)
-		return e;
-	e = calloc(1, sizeof(*e));
-	if (!e)
+static struct be_ent *bi_ent(const struct lb_maps *m, uint64_t v)
+{
+	return &m->be[(v >> 31) & 1][v & 0x7fffffffu];
+}
+
+static struct be_ent *bi_find(const struct lb_maps *m, const struct l4key *k, uint32_t h)
+{
+	if (!m->bi)
 		return NULL;
-	e->k = *k;
-	e->id = m->next_be_id++;
-	if (lb_ht_insert(&m->bes, &e->n) < 0) {
-		free(e);
+	for (uint32_t i = h & m->bi_mask;; i = (i + 1) & m->bi_mask) {
+		uint64_t v = m->bi[i];
+		struct be_ent *b;
+
+		if (!v)
+			return NULL;
+		if ((uint32_t)(v >> 32) != h)
+			continue;
+		b = bi_ent(m, v);
+		if (!memcmp(&b->k, k, sizeof(*k)))
+			return b;
+	}
+}
+
+static void bi_put(uint64_t *bi, uint32_t mask, uint64_t v)
+{
+	uint32_t i = (uint32_t)(v >> 32) & mask;
+
+	while (bi[i])
+		i = (i + 1) & mask;
+	bi[i] = v;
+}
+
+/* Room for n backends at a load of at most 1/2 (short probes). */
+static int bi_reserve(struct lb_maps *m, size_t n)
+{
+	size_t cap = m->bi ? (size_t)m->bi_mask + 1 : 0, ncap = cap ? cap : 1024;
+	uint64_t *nb;
+
+	while (ncap < 2 * n)
+		ncap *= 2;
+	if (ncap <= cap)
+		return 0;
+	if (ncap > (1ull << 31) || !(nb = calloc(ncap, sizeof(*nb))))
+		return -ENOMEM;
+	for (size_t i = 0; i < cap; i++)
+		if (m->bi[i])
+			bi_put(nb, (uint32_t)(ncap - 1), m->bi[i]);
+	free(m->bi);
+	m->bi = nb;
+	m->bi_mask = (uint32_t)(ncap - 1);
+	return 0;
+}
+
+static int bi_insert(struct lb_maps *m, int f, uint32_t id)
+{
+	int r;
+
+	if ((r = bi_reserve(m, (size_t)m->bi_n + 1)) < 0)
+		return r;
+	bi_put(m->bi, m->bi_mask, (uint64_t)m->be[f][id].h << 32 | (uint64_t)f << 31 | id);
+	m->bi_n++;
+	return 0;
+}
+
+/* Linear probing without tombstones: the entries after the hole move back when they may. */
+static void bi_remove(struct lb_maps *m, int f, uint32_t id)
+{
+	uint64_t want = (uint64_t)m->be[f][id].h << 32 | (uint64_t)f << 31 | id;
+	uint32_t i = m->be[f][id].h & m->bi_mask, j;
+
+	while (m->bi[i] && m->bi[i] != want)
+		i = (i + 1) & m->bi_mask;
+	if (!m->bi[i])
+		return;
+	m->bi[i] = 0;
+	m->bi_n--;
+	for (j = (i + 1) & m->bi_mask; m->bi[j]; j = (j + 1) & m->bi_mask) {
+		uint32_t home = (uint32_t)(m->bi[j] >> 32) & m->bi_mask;
+
+		/* Moves into the hole unless its home lies cyclically in (i, j]. */
+		if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+			m->bi[i] = m->bi[j];
+			m->bi[j] = 0;
+			i = j;
+		}
+	}
+}
+
+static void bi_prefetch(const struct lb_maps *m, uint32_t h)
+{
+	if (m->bi)
+		__builtin_prefetch(&m->bi[h & m->bi_mask]);
+}
+
+static struct be_ent *be_get(struct lb_maps *m, const struct l4key *k, uint32_t h, bool create)
+{
+	struct be_ent *b = bi_find(m, k, h);
+	int f = fam_idx(k->family);
+	uint32_t id;
+
+	if (b || !create)
+		return b;
+	id = ids_alloc(&m->be_ids[f]);
+	if (!id) {
+		m->full = f ? LBM_BE6 : LBM_BE4;
 		return NULL;
 	}
-	m->n_be[fam_idx(k->family)]++;
-	return e;
+	b = &m->be[f][id];
+	memset(b, 0, sizeof(*b));
+	b->k = *k;
+	b->h = h;
+	b->used = true;
+	if (bi_insert(m, f, id) < 0) {
+		b->used = false;
+		(void)ids_free(&m->be_ids[f], id);
+		return NULL;
+	}
+	return b;
+}
+
+/*
+ * Map an array as large as the kernel made it (what it holds decides the
+ * ids and ranges there are, whatever the configuration said).
+ */
+static int map_array(struct lb_maps *m, int id, void **ret_p)
+{
+	struct bpf_map_info info = {0};
+	__u32 ilen = sizeof(info);
+	long pg = sysconf(_SC_PAGESIZE);
+	size_t stride = (lb_map_defs[id].value_size + 7) & ~(size_t)7, len;
+	void *p;
+
+	if (m->fd[id] < 0 || bpf_obj_get_info_by_fd(m->fd[id], &info, &ilen) < 0 ||
+	    !info.max_entries)
+		return -EINVAL;
+	m->max[id] = info.max_entries;
+	len = ((size_t)m->max[id] * stride + (size_t)pg - 1) & ~((size_t)pg - 1);
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd[id], 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	m->len[id] = len;
+	*ret_p = p;
+	return 0;
 }
 
 int lb_maps_new(const int fd[LBM_N], const uint32_t max[LBM_N], struct lb_maps **ret_m)
 {
 	struct lb_maps *m = calloc(1, sizeof(*m));
+	uint32_t rn_max;
+	int r;
 
 	if (!m)
 		return -ENOMEM;
 	memcpy(m->fd, fd, sizeof(m->fd));
 	memcpy(m->max, max, sizeof(m->max));
-	m->fes.koff = m->bes.koff = sizeof(struct lb_node);
-	m->fes.ksz = m->bes.ksz = sizeof(struct l4key);
-	m->next_be_id = m->next_rn_id = 1;
+	m->fes.koff = sizeof(struct lb_node);
+	m->fes.ksz = sizeof(struct l4key);
+	m->full = -1;
+	if ((r = map_array(m, LBM_SLOTS, (void **)&m->slots)) < 0 ||
+	    (r = map_array(m, LBM_BE4, (void **)&m->be4)) < 0 ||
+	    (r = map_array(m, LBM_BE6, (void **)&m->be6)) < 0 ||
+	    (r = map_array(m, LBM_RN4, (void **)&m->rn4)) < 0 ||
+	    (r = map_array(m, LBM_RN6, (void **)&m->rn6)) < 0)
+		goto fail;
+	r = -ENOMEM;
+	/* calloc: a large array is untouched memory until backends use it. */
+	if (!(m->be[0] = calloc(m->max[LBM_BE4], sizeof(struct be_ent))) ||
+	    !(m->be[1] = calloc(m->max[LBM_BE6], sizeof(struct be_ent))))
+		goto fail;
+	m->be_ids[0] = (struct ids){.max = m->max[LBM_BE4], .fresh = 1};
+	m->be_ids[1] = (struct ids){.max = m->max[LBM_BE6], .fresh = 1};
+	/* One rev_nat_id space: an id indexes the array of its frontend's family. */
+	rn_max = m->max[LBM_RN4] < m->max[LBM_RN6] ? m->max[LBM_RN4] : m->max[LBM_RN6];
+	m->rn_ids = (struct ids){.max = rn_max, .fresh = 1};
+	if ((r = bd_init(&m->slots_bd, m->max[LBM_SLOTS])) < 0)
+		goto fail;
 	*ret_m = m;
 	return 0;
+fail:
+	lb_maps_free(m);
+	return r;
 }
 
 static void fe_free(struct fe_ent *e)
 {
 	free(e->bes);
-	free(e->written);
 	free(e);
 }
 
 void lb_maps_free(struct lb_maps *m)
 {
+	void *arrays[] = {[LBM_SLOTS] = m ? m->slots : NULL, [LBM_BE4] = m ? m->be4 : NULL,
+			  [LBM_BE6] = m ? m->be6 : NULL, [LBM_RN4] = m ? m->rn4 : NULL,
+			  [LBM_RN6] = m ? m->rn6 : NULL};
+
 	if (!m)
 		return;
+	for (int i = 0; i < (int)(sizeof(arrays) / sizeof(arrays[0])); i++)
+		if (arrays[i])
+			munmap(arrays[i], m->len[i]);
 	lb_ht_foreach(&m->fes, n, nx) fe_free((struct fe_ent *)n);
-	lb_ht_foreach(&m->bes, n, nx) free(n);
 	free(m->fes.b);
-	free(m->bes.b);
-	free(m->rn_orphans[0]);
-	free(m->rn_orphans[1]);
+	free(m->bi);
+	for (int f = 0; f < 2; f++) {
+		free(m->be[f]);
+		free(m->be_ids[f].free);
+		free(m->be_ids[f].adopted);
+	}
+	free(m->rn_ids.free);
+	free(m->rn_ids.adopted);
+	bd_free_all(&m->slots_bd);
+	free(m->q[0].v);
+	free(m->q[1].v);
+	for (int i = 0; i < 3; i++)
+		free(m->orphans[i]);
 	free(m);
 }
 
 /* --- adoption ---------------------------------------------------------------- */
 
-static int written_grow(struct fe_ent *e, uint32_t n)
-{
-	uint32_t *w;
-
-	if (n <= e->n_written)
-		return 0;
-	w = realloc(e->written, n * sizeof(*w));
-	if (!w)
-		return -ENOMEM;
-	memset(w + e->n_written, 0, (n - e->n_written) * sizeof(*w));
-	e->written = w;
-	e->n_written = n;
-	return 0;
-}
-
-/* One services-map entry found at start: a master or a slot. */
-static int adopt_svc(struct lb_maps *m, const struct l4key *k, uint16_t slot,
-		     const struct lb_svc_val *v)
-{
-	struct fe_ent *e = fe_get(m, k, false);
-	int fi = fam_idx(k->family), r;
-
-	if (!e) {
-		e = calloc(1, sizeof(*e));
-		if (!e)
-			return -ENOMEM;
-		e->k = *k;
-		e->rev_nat_id = v->rev_nat_id;
-		if ((r = lb_ht_insert(&m->fes, &e->n)) < 0) {
-			free(e);
-			return r;
-		}
-		m->n_fe[fi]++;
-		/* An adopted frontend keeps its reverse NAT entry until pruned. */
-		e->rn_in_map = true;
-		m->svc_peak[fi] += fe_peak(e);
-	}
-	if (v->rev_nat_id >= m->next_rn_id)
-		m->next_rn_id = v->rev_nat_id + 1;
-	m->svc_peak[fi] -= fe_peak(e);
-	if (slot == 0) {
-		e->in_map = true;
-		e->wmaster = *v;
-		e->rev_nat_id = v->rev_nat_id;
-		r = written_grow(e, v->count);
-	} else {
-		/* Slots past the master's count (a crash mid-update) are removed by the next write. */
-		r = written_grow(e, slot);
-		if (!r)
-			e->written[slot - 1] = v->backend_id;
-	}
-	m->svc_peak[fi] += fe_peak(e);
-	return r;
-}
-
 /*
- * Every entry of a map, in batches (BPF_MAP_LOOKUP_BATCH: a handful of
+ * Every entry of a hash map, in batches (BPF_MAP_LOOKUP_BATCH: a handful of
  * syscalls for a full map), or one by one where the kernel has no batch
  * lookup. cb gets `n` keys and values laid out back to back.
  */
@@ -291,6 +727,7 @@ static int walk_one_by_one(struct lb_maps *m, int fd, int fam, uint32_t ksz, uin
 	void *prev = NULL;
 	int r = 0;
 
+	(void)vsz;
 	if (!next)
 		return -ENOMEM;
 	while (bpf_map_get_next_key(fd, prev, next) == 0) {
@@ -352,15 +789,72 @@ out:
 	return r;
 }
 
-static int adopt_services_cb(struct lb_maps *m, int fam, const void *keys, const void *vals,
-			     uint32_t n)
+static int orphan_add(struct lb_maps *m, int which, uint32_t v)
+{
+	uint32_t *nv = realloc(m->orphans[which], (m->n_orphans[which] + 1) * sizeof(*nv));
+
+	if (!nv)
+		return -ENOMEM;
+	m->orphans[which] = nv;
+	nv[m->n_orphans[which]++] = v;
+	return 0;
+}
+
+/* A backend found in its array: adopted with its id, or (a second id for it) an orphan. */
+static int adopt_backends(struct lb_maps *m, int f)
+{
+	for (uint32_t id = 1; id < m->be_ids[f].max; id++) {
+		struct l4key k = {.family = f ? 6 : 4};
+		struct be_ent *b;
+		uint8_t state;
+
+		if (f == 0) {
+			const struct lb4_backend *v = &m->be4[id];
+
+			if (!v->proto)
+				continue;
+			memcpy(k.addr, &v->addr, 4);
+			k.port = ntohs(v->port);
+			k.proto = v->proto;
+			state = v->state;
+		} else {
+			const struct lb6_backend *v = &m->be6[id];
+
+			if (!v->proto)
+				continue;
+			memcpy(k.addr, v->addr, 16);
+			k.port = ntohs(v->port);
+			k.proto = v->proto;
+			state = v->state;
+		}
+		if (!ids_adopt(&m->be_ids[f], id))
+			return -ENOMEM;
+		if (bi_find(m, &k, be_hash(&k))) {
+			int r = orphan_add(m, f, id);
+
+			if (r < 0)
+				return r;
+			continue;
+		}
+		b = &m->be[f][id];
+		b->k = k;
+		b->h = be_hash(&k);
+		b->used = b->in_map = true;
+		b->state = b->wstate = state;
+		if (bi_insert(m, f, id) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int adopt_masters_cb(struct lb_maps *m, int fam, const void *keys, const void *vals,
+			    uint32_t n)
 {
 	const struct lb_svc_val *v = vals;
-	int r;
 
 	for (uint32_t i = 0; i < n; i++) {
 		struct l4key k = {.family = (uint8_t)fam};
-		uint16_t slot;
+		struct fe_ent *e;
 
 		if (fam == 4) {
 			const struct lb4_key *k4 = (const struct lb4_key *)keys + i;
@@ -368,207 +862,216 @@ static int adopt_services_cb(struct lb_maps *m, int fam, const void *keys, const
 			memcpy(k.addr, &k4->addr, 4);
 			k.port = ntohs(k4->port);
 			k.proto = k4->proto;
-			slot = k4->slot;
 		} else {
 			const struct lb6_key *k6 = (const struct lb6_key *)keys + i;
 
 			memcpy(k.addr, k6->addr, 16);
 			k.port = ntohs(k6->port);
 			k.proto = k6->proto;
-			slot = k6->slot;
 		}
-		if ((r = adopt_svc(m, &k, slot, &v[i])) < 0)
-			return r;
-	}
-	return 0;
-}
-
-static int adopt_backends_cb(struct lb_maps *m, int fam, const void *keys, const void *vals,
-			     uint32_t n)
-{
-	const __u32 *ids = keys;
-	int r;
-
-	for (uint32_t i = 0; i < n; i++) {
-		struct l4key k = {.family = (uint8_t)fam};
-		struct be_ent *e;
-		uint8_t state;
-
-		if (fam == 4) {
-			const struct lb4_backend *b = (const struct lb4_backend *)vals + i;
-
-			memcpy(k.addr, &b->addr, 4);
-			k.port = ntohs(b->port);
-			k.proto = b->proto;
-			state = b->state;
-		} else {
-			const struct lb6_backend *b = (const struct lb6_backend *)vals + i;
-
-			memcpy(k.addr, b->addr, 16);
-			k.port = ntohs(b->port);
-			k.proto = b->proto;
-			state = b->state;
-		}
-		if (lb_ht_find(&m->bes, &k))
-			continue; /* two ids for one backend: the other one is pruned */
 		e = calloc(1, sizeof(*e));
 		if (!e)
 			return -ENOMEM;
 		e->k = k;
-		e->id = ids[i];
 		e->in_map = true;
-		e->state = e->wstate = state;
-		if ((r = lb_ht_insert(&m->bes, &e->n)) < 0) {
-			free(e);
-			return r;
+		e->wmaster = v[i];
+		e->order = e->porder = ORDER_NONE;
+		/* A duplicate or impossible id gets a new one once all are known. */
+		e->rev_nat_id = ids_adopt(&m->rn_ids, v[i].rev_nat_id) ? v[i].rev_nat_id : 0;
+		if (e->rev_nat_id)
+			e->rn_in_map = fam == 4 ? m->rn4[e->rev_nat_id].proto != 0
+						: m->rn6[e->rev_nat_id].proto != 0;
+		/*
+		 * Its slot range, unless it overlaps another one or does not fit
+		 * (the map was written by something else): then the next write
+		 * gives it a new range.
+		 */
+		if (v[i].slot_order != ORDER_NONE &&
+		    (v[i].count > (1ull << (v[i].slot_order & 31)) ||
+		     bd_reserve(&m->slots_bd, v[i].slot_base, v[i].slot_order) < 0))
+			e->unsure = true;
+		else if (v[i].slot_order != ORDER_NONE) {
+			e->base = v[i].slot_base;
+			e->order = v[i].slot_order;
 		}
-		m->n_be[fam_idx((uint8_t)fam)]++;
-		if (ids[i] >= m->next_be_id)
-			m->next_be_id = ids[i] + 1;
+		if (lb_ht_insert(&m->fes, &e->n) < 0) {
+			free(e);
+			return -ENOMEM;
+		}
+		m->n_fe[fam == 6]++;
 	}
 	return 0;
 }
 
-static int u32_cmp(const void *a, const void *b)
+/*
+ * Reverse NAT entries: the owner's, or left by a crash between writes (no
+ * frontend has the id, or one of the other family has it): cleared by the
+ * prune. owner[id] is 4 or 6 for an adopted frontend's id.
+ */
+static int adopt_revnat(struct lb_maps *m, const uint8_t *owner)
 {
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	int r;
 
-	return x < y ? -1 : x > y;
-}
+	for (uint32_t id = 1; id < m->rn_ids.max; id++) {
+		bool v4 = m->rn4[id].proto != 0, v6 = m->rn6[id].proto != 0;
 
-/* Reverse NAT ids: the adopted frontends' (sorted), to tell orphans from owned entries. */
-struct rn_walk {
-	uint32_t *live;
-	size_t n_live;
-};
-
-static int adopt_revnat_cb(struct lb_maps *m, int fam, const void *keys, const void *vals,
-			   uint32_t n)
-{
-	const __u32 *ids = keys;
-	int f = fam_idx((uint8_t)fam);
-	uint32_t *v;
-
-	(void)vals;
-	v = realloc(m->rn_orphans[f], (m->n_rn_orphans[f] + n) * sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	m->rn_orphans[f] = v;
-	for (uint32_t i = 0; i < n; i++) {
-		/* No new frontend may take an id that is in the map (it is pruned later). */
-		if (ids[i] >= m->next_rn_id)
-			m->next_rn_id = ids[i] + 1;
-		v[m->n_rn_orphans[f]++] = ids[i];
+		if (!owner[id] && (v4 || v6) && !ids_adopt(&m->rn_ids, id))
+			return -ENOMEM;
+		if (v4 && owner[id] != 4 && (r = orphan_add(m, 2, id)) < 0)
+			return r;
+		if (v6 && owner[id] != 6 && (r = orphan_add(m, 2, id | 0x80000000u)) < 0)
+			return r;
 	}
-	return 0;
-}
-
-/* Keep, of the reverse NAT ids read, those no adopted frontend owns. */
-static int revnat_orphans(struct lb_maps *m)
-{
-	uint32_t *live = malloc((m->fes.n ? m->fes.n : 1) * sizeof(*live));
-	size_t n = 0;
-
-	if (!live)
-		return -ENOMEM;
-	lb_ht_foreach(&m->fes, nd, nx) {
-		(void)nx;
-		live[n++] = ((struct fe_ent *)nd)->rev_nat_id;
-	}
-	qsort(live, n, sizeof(*live), u32_cmp);
-	for (int f = 0; f < 2; f++) {
-		size_t k = 0;
-
-		for (size_t i = 0; i < m->n_rn_orphans[f]; i++)
-			if (!bsearch(&m->rn_orphans[f][i], live, n, sizeof(*live), u32_cmp))
-				m->rn_orphans[f][k++] = m->rn_orphans[f][i];
-		m->n_rn_orphans[f] = k;
-	}
-	free(live);
 	return 0;
 }
 
 int lb_maps_adopt(struct lb_maps *m, uint32_t *ret_backends)
 {
+	uint8_t *owner = calloc(m->rn_ids.max ? m->rn_ids.max : 1, 1);
 	int r;
 
-	if ((r = map_walk(m, LBM_BE4, 4, adopt_backends_cb)) < 0 ||
-	    (r = map_walk(m, LBM_BE6, 6, adopt_backends_cb)) < 0 ||
-	    (r = map_walk(m, LBM_SVC4, 4, adopt_services_cb)) < 0 ||
-	    (r = map_walk(m, LBM_SVC6, 6, adopt_services_cb)) < 0 ||
-	    (r = map_walk(m, LBM_RN4, 4, adopt_revnat_cb)) < 0 ||
-	    (r = map_walk(m, LBM_RN6, 6, adopt_revnat_cb)) < 0 || (r = revnat_orphans(m)) < 0)
-		return r;
+	if (!owner)
+		return -ENOMEM;
+	if ((r = adopt_backends(m, 0)) < 0 || (r = adopt_backends(m, 1)) < 0 ||
+	    (r = map_walk(m, LBM_SVC4, 4, adopt_masters_cb)) < 0 ||
+	    (r = map_walk(m, LBM_SVC6, 6, adopt_masters_cb)) < 0)
+		goto out;
+	lb_ht_foreach(&m->fes, n, nx) {
+		struct fe_ent *e = (struct fe_ent *)n;
+
+		(void)nx;
+		if (e->rev_nat_id)
+			owner[e->rev_nat_id] = e->k.family;
+	}
+	if ((r = adopt_revnat(m, owner)) < 0 || (r = ids_adopted(&m->be_ids[0])) < 0 ||
+	    (r = ids_adopted(&m->be_ids[1])) < 0 || (r = ids_adopted(&m->rn_ids)) < 0)
+		goto out;
+	lb_ht_foreach(&m->fes, n, nx) {
+		struct fe_ent *e = (struct fe_ent *)n;
+
+		(void)nx;
+		if (!e->rev_nat_id) {
+			e->rev_nat_id = ids_alloc(&m->rn_ids);
+			e->unsure = true;
+		}
+	}
 	if (ret_backends)
-		*ret_backends = m->n_be[0] + m->n_be[1];
-	return (int)m->fes.n;
+		*ret_backends = m->be_ids[0].n_used + m->be_ids[1].n_used;
+	r = (int)m->fes.n;
+out:
+	free(owner);
+	return r;
 }
 
 /* --- claims ------------------------------------------------------------------- */
 
 static void fe_release(struct lb_maps *m, struct fe_ent *e)
 {
-	int fi = fam_idx(e->k.family);
-
 	for (uint32_t i = 0; i < e->n_all; i++) {
-		struct be_ent *b = e->bes[i];
+		int f = fam_idx(e->k.family);
+		struct be_ent *b = &m->be[f][e->bes[i]];
 
 		if (b->refs && --b->refs == 0)
-			be_dirty(m, b);
+			be_dirty(m, b, f, e->bes[i]);
 	}
-	m->svc_peak[fi] -= fe_peak(e);
 	e->n_all = e->n_sel = 0;
 	e->owner = NULL;
-	m->svc_peak[fi] += fe_peak(e);
 	m->released = 1;
 	fe_dirty(m, e);
 }
+
+static uint32_t range_cap(uint8_t order)
+{
+	return order == ORDER_NONE ? 0 : 1u << order;
+}
+
+/*
+ * Room for n_sel slots: the range in the map if it is large enough, else a
+ * pending one (allocated now, so that a service that does not fit is
+ * refused before anything is written).
+ */
+static int fe_room(struct lb_maps *m, struct fe_ent *e)
+{
+	unsigned o;
+	uint32_t base;
+
+	if (e->n_sel <= range_cap(e->order) || e->n_sel <= range_cap(e->porder))
+		return 0;
+	o = order_for(e->n_sel);
+	base = bd_alloc(&m->slots_bd, o);
+	if (base == NIL) {
+		m->full = LBM_SLOTS;
+		return -ENOSPC;
+	}
+	/* A smaller pending range was never written to the map: free at once. */
+	if (e->porder != ORDER_NONE)
+		bd_free(&m->slots_bd, e->pbase, e->porder);
+	e->pbase = base;
+	e->porder = (uint8_t)o;
+	return 0;
+}
+
+#define CLAIM_GROUP 16
 
 static int fe_claim(struct lb_maps *m, const char *owner, const struct lb_svc *s,
 		    const struct lb_fe *fe)
 {
 	struct l4key k;
 	struct fe_ent *e;
-	struct be_ent **bes;
-	int fi;
+	uint32_t *bes;
+	int f;
 
 	l4key_make(&k, &fe->ip, fe->port, fe->proto);
 	e = fe_get(m, &k, true);
 	if (!e)
-		return -ENOMEM;
-	fi = fam_idx(k.family);
+		return m->full >= 0 ? -ENOSPC : -ENOMEM;
+	f = fam_idx(k.family);
 	bes = realloc(e->bes, (fe->n_be ? fe->n_be : 1) * sizeof(*bes));
 	if (!bes)
 		return -ENOMEM;
 	e->bes = bes;
-	m->svc_peak[fi] -= fe_peak(e);
 	e->owner = owner;
 	e->n_all = e->n_sel = 0;
-	for (size_t i = 0; i < fe->n_be; i++) {
-		const struct lb_be *be = &fe->be[i];
-		struct be_ent *b;
+	fe_dirty(m, e);
+	/*
+	 * Backends in groups: hash the group and prefetch its index slots, then
+	 * look each up -- the cache misses of a group overlap instead of
+	 * adding up.
+	 */
+	for (size_t g = 0; g < fe->n_be; g += CLAIM_GROUP) {
+		size_t n = fe->n_be - g < CLAIM_GROUP ? fe->n_be - g : CLAIM_GROUP;
+		struct l4key keys[CLAIM_GROUP];
+		uint32_t hs[CLAIM_GROUP];
 
-		l4key_make(&k, &be->ip, be->port, fe->proto);
-		b = be_get(m, &k, true);
-		if (!b) {
-			m->svc_peak[fi] += fe_peak(e);
-			return -ENOMEM;
+		for (size_t i = 0; i < n; i++) {
+			const struct lb_be *be = &fe->be[g + i];
+
+			l4key_make(&keys[i], &be->ip, be->port, fe->proto);
+			hs[i] = be_hash(&keys[i]);
+			bi_prefetch(m, hs[i]);
 		}
-		b->refs++;
-		b->state = be->state == LB_BE_TERMINATING ? LB_BS_TERMINATING : LB_BS_ACTIVE;
-		if (!b->in_map || b->wstate != b->state)
-			be_dirty(m, b);
-		e->bes[e->n_all++] = b;
-		if (i < fe->n_sel)
-			e->n_sel++;
+		for (size_t i = 0; i < n; i++) {
+			const struct lb_be *be = &fe->be[g + i];
+			struct be_ent *b = be_get(m, &keys[i], hs[i], true);
+			uint32_t id;
+
+			if (!b)
+				return m->full >= 0 ? -ENOSPC : -ENOMEM;
+			id = be_id(m, b);
+			b->refs++;
+			b->state = be->state == LB_BE_TERMINATING ? LB_BS_TERMINATING : LB_BS_ACTIVE;
+			if (!b->in_map || b->wstate != b->state)
+				be_dirty(m, b, f, id);
+			e->bes[e->n_all++] = id;
+			if (g + i < fe->n_sel)
+				e->n_sel++;
+		}
 	}
 	e->flags = (s->flags & LB_SVCF_AFFINITY ? LB_F_AFFINITY : 0) |
 		   (s->flags & LB_SVCF_ITP_LOCAL ? LB_F_ITP_LOCAL : 0);
 	e->alg = s->algorithm == LB_ALG_MAGLEV ? LB_A_MAGLEV : LB_A_RANDOM;
 	e->timeout = s->flags & LB_SVCF_AFFINITY ? s->affinity_timeout : 0;
-	m->svc_peak[fi] += fe_peak(e);
-	fe_dirty(m, e);
-	return 0;
+	return fe_room(m, e);
 }
 
 static void svc_release(struct lb_maps *m, const char *owner, const struct lb_svc *s)
@@ -594,21 +1097,13 @@ static int svc_claim(struct lb_maps *m, const char *owner, const struct lb_svc *
 	return 0;
 }
 
-/* The first map that would overflow, or -1. */
+/* The masters map that would overflow (upserts go before deletes), or -1. */
 static int over_capacity(const struct lb_maps *m)
 {
-	if (m->svc_peak[0] > m->max[LBM_SVC4])
+	if (m->n_fe[0] > m->max[LBM_SVC4])
 		return LBM_SVC4;
-	if (m->svc_peak[1] > m->max[LBM_SVC6])
+	if (m->n_fe[1] > m->max[LBM_SVC6])
 		return LBM_SVC6;
-	if (m->n_be[0] > m->max[LBM_BE4])
-		return LBM_BE4;
-	if (m->n_be[1] > m->max[LBM_BE6])
-		return LBM_BE6;
-	if (m->n_fe[0] > m->max[LBM_RN4])
-		return LBM_RN4;
-	if (m->n_fe[1] > m->max[LBM_RN6])
-		return LBM_RN6;
 	return -1;
 }
 
@@ -616,7 +1111,7 @@ void lb_maps_reserve(struct lb_maps *m, size_t n_fe, size_t n_be)
 {
 	/* Only a hint: a table that cannot grow now grows later, entry by entry. */
 	(void)lb_ht_reserve(&m->fes, m->fes.n + n_fe);
-	(void)lb_ht_reserve(&m->bes, m->bes.n + n_be);
+	(void)bi_reserve(m, (size_t)m->bi_n + n_be);
 }
 
 int lb_maps_service_set(struct lb_maps *m, const char *owner, const struct lb_svc *old,
@@ -639,16 +1134,26 @@ int lb_maps_service_set(struct lb_maps *m, const char *owner, const struct lb_sv
 			return -EADDRINUSE;
 		}
 	}
+	m->full = -1;
 	svc_release(m, owner, old);
 	r = svc_claim(m, owner, new);
-	full = r < 0 ? -1 : over_capacity(m);
+	full = r == -ENOSPC ? m->full : r < 0 ? -1 : over_capacity(m);
 	if (r < 0 || full >= 0) {
-		/* Back to where we were: the old claims cannot overflow what they fitted in. */
+		/*
+		 * Back to where we were. That needs no allocation: until a flush,
+		 * released frontends and backends keep their ids and ranges.
+		 */
 		svc_release(m, owner, new);
 		(void)svc_claim(m, owner, old);
 		if (full >= 0) {
-			if (asprintf(&msg, "map %s is full (max_entries %u): service %s not programmed",
-				     lb_map_defs[full].name, m->max[full], owner) < 0)
+			uint32_t cap = m->max[full];
+
+			if (full != LBM_SVC4 && full != LBM_SVC6 && full != LBM_SLOTS)
+				cap--; /* id 0 is never used */
+			if (asprintf(&msg, "map %s is full (max_entries %u%s): service %s not programmed",
+				     lb_map_defs[full].name, cap,
+				     lb_maps_quarantined(m) ? ", some freed ones in their grace period" : "",
+				     owner) < 0)
 				msg = NULL;
 			r = -ENOSPC;
 		}
@@ -657,7 +1162,6 @@ int lb_maps_service_set(struct lb_maps *m, const char *owner, const struct lb_sv
 	}
 	return 0;
 }
-
 /* --- the writer ---------------------------------------------------------------- */
 
 /* A growing array of keys (and values) for one map. */
@@ -866,385 +1370,350 @@ static int step_run(const struct step *s, struct lb_flush_stats *st)
 	return a.r ? a.r : b.r;
 }
 
-static void svc_key(const struct l4key *k, uint16_t slot, struct lb4_key *k4, struct lb6_key *k6)
+
+static void svc_key(const struct l4key *k, struct lb4_key *k4, struct lb6_key *k6)
 {
 	if (k->family == 4) {
 		memset(k4, 0, sizeof(*k4));
 		memcpy(&k4->addr, k->addr, 4);
 		k4->port = htons(k->port);
 		k4->proto = k->proto;
-		k4->slot = slot;
 	} else {
 		memset(k6, 0, sizeof(*k6));
 		memcpy(k6->addr, k->addr, 16);
 		k6->port = htons(k->port);
 		k6->proto = k->proto;
-		k6->slot = slot;
 	}
 }
 
-/*
- * Slot order for a frontend: a backend that stays keeps its slot when the
- * slot still exists, so a scale change rewrites only the slots it must.
- */
-static int slot_plan(const struct fe_ent *e, uint32_t *plan)
+static void be_store(struct lb_maps *m, int f, uint32_t id, const struct be_ent *b)
 {
-	bool small[256], *used = small;
-	uint32_t j = 0;
-
-	if (!e->n_written) {
-		/* A new frontend: nothing to keep. */
-		for (uint32_t s = 0; s < e->n_sel; s++)
-			plan[s] = e->bes[s]->id;
-		return 0;
-	}
-	if (e->n_sel > sizeof(small) && !(used = malloc(e->n_sel * sizeof(*used))))
-		return -ENOMEM;
-	memset(used, 0, e->n_sel * sizeof(*used));
-	for (uint32_t s = 0; s < e->n_sel; s++) {
-		plan[s] = 0;
-		if (s >= e->n_written || !e->written[s])
-			continue;
-		for (uint32_t i = 0; i < e->n_sel; i++)
-			if (!used[i] && e->bes[i]->id == e->written[s]) {
-				used[i] = true;
-				plan[s] = e->bes[i]->id;
-				break;
-			}
-	}
-	for (uint32_t s = 0; s < e->n_sel; s++) {
-		if (plan[s])
-			continue;
-		while (used[j])
-			j++;
-		used[j] = true;
-		plan[s] = e->bes[j]->id;
-	}
-	if (used != small)
-		free(used);
-	return 0;
-}
-
-struct plan {
-	struct ops be_up[2], rn_up[2], slot_up[2], master_up[2], master_del[2], slot_del[2],
-		rn_del[2], be_del[2];
-};
-
-static void plan_init(struct plan *p)
-{
-	memset(p, 0, sizeof(*p));
-	for (int f = 0; f < 2; f++) {
-		uint32_t sk = f ? sizeof(struct lb6_key) : sizeof(struct lb4_key);
-		uint32_t bv = f ? sizeof(struct lb6_backend) : sizeof(struct lb4_backend);
-		uint32_t rv = f ? sizeof(struct lb6_revnat) : sizeof(struct lb4_revnat);
-
-		p->be_up[f] = (struct ops){.ksz = sizeof(__u32), .vsz = bv};
-		p->rn_up[f] = (struct ops){.ksz = sizeof(__u32), .vsz = rv};
-		p->slot_up[f] = (struct ops){.ksz = sk, .vsz = sizeof(struct lb_svc_val)};
-		p->master_up[f] = (struct ops){.ksz = sk, .vsz = sizeof(struct lb_svc_val)};
-		p->master_del[f] = (struct ops){.ksz = sk};
-		p->slot_del[f] = (struct ops){.ksz = sk};
-		p->rn_del[f] = (struct ops){.ksz = sizeof(__u32)};
-		p->be_del[f] = (struct ops){.ksz = sizeof(__u32)};
-	}
-}
-
-static void plan_free(struct plan *p)
-{
-	struct ops *o = (struct ops *)p;
-
-	for (size_t i = 0; i < sizeof(*p) / sizeof(*o); i++)
-		ops_free(&o[i]);
-}
-
-static int plan_be(struct plan *p, struct be_ent *b)
-{
-	int f = fam_idx(b->k.family);
-
-	if (b->refs == 0)
-		return b->in_map ? ops_add(&p->be_del[f], &b->id, NULL) : 0;
-	if (b->in_map && b->wstate == b->state)
-		return 0; /* released and claimed again in one batch */
 	if (f == 0) {
 		struct lb4_backend v = {.port = htons(b->k.port), .proto = b->k.proto,
 					.state = b->state};
 
 		memcpy(&v.addr, b->k.addr, 4);
-		return ops_add(&p->be_up[0], &b->id, &v);
+		m->be4[id] = v;
 	} else {
 		struct lb6_backend v = {.port = htons(b->k.port), .proto = b->k.proto,
 					.state = b->state};
 
 		memcpy(v.addr, b->k.addr, 16);
-		return ops_add(&p->be_up[1], &b->id, &v);
+		m->be6[id] = v;
 	}
 }
 
-static int plan_fe(struct plan *p, struct fe_ent *e, uint32_t *slots)
+static void rn_store(struct lb_maps *m, const struct fe_ent *e)
 {
-	int f = fam_idx(e->k.family), r;
-	struct lb4_key k4;
-	struct lb6_key k6;
-	void *key = f ? (void *)&k6 : (void *)&k4;
+	if (e->k.family == 4) {
+		struct lb4_revnat v = {.port = htons(e->k.port), .proto = e->k.proto};
 
-	if (!e->owner) {
-		/* Gone: the master first, so no connect reads a count over missing slots. */
-		if (e->in_map) {
-			svc_key(&e->k, 0, &k4, &k6);
-			if ((r = ops_add(&p->master_del[f], key, NULL)) < 0)
-				return r;
-		}
-		for (uint32_t s = 1; s <= e->n_written; s++) {
-			svc_key(&e->k, (uint16_t)s, &k4, &k6);
-			if ((r = ops_add(&p->slot_del[f], key, NULL)) < 0)
-				return r;
-		}
-		if (e->rn_in_map && (r = ops_add(&p->rn_del[f], &e->rev_nat_id, NULL)) < 0)
-			return r;
-		return 0;
-	}
-	if (!e->rn_in_map || e->unsure) {
-		if (f == 0) {
-			struct lb4_revnat v = {.port = htons(e->k.port), .proto = e->k.proto};
+		memcpy(&v.addr, e->k.addr, 4);
+		m->rn4[e->rev_nat_id] = v;
+	} else {
+		struct lb6_revnat v = {.port = htons(e->k.port), .proto = e->k.proto};
 
-			memcpy(&v.addr, e->k.addr, 4);
-			r = ops_add(&p->rn_up[0], &e->rev_nat_id, &v);
-		} else {
-			struct lb6_revnat v = {.port = htons(e->k.port), .proto = e->k.proto};
-
-			memcpy(v.addr, e->k.addr, 16);
-			r = ops_add(&p->rn_up[1], &e->rev_nat_id, &v);
-		}
-		if (r < 0)
-			return r;
+		memcpy(v.addr, e->k.addr, 16);
+		m->rn6[e->rev_nat_id] = v;
 	}
-	if ((r = slot_plan(e, slots)) < 0)
-		return r;
-	for (uint32_t s = 0; s < e->n_sel; s++) {
-		struct lb_svc_val v = {.backend_id = slots[s], .rev_nat_id = e->rev_nat_id};
-
-		if (s < e->n_written && e->written[s] == slots[s])
-			continue; /* already there */
-		svc_key(&e->k, (uint16_t)(s + 1), &k4, &k6);
-		if ((r = ops_add(&p->slot_up[f], key, &v)) < 0)
-			return r;
-	}
-	{
-		struct lb_svc_val v = {.rev_nat_id = e->rev_nat_id, .count = (__u16)e->n_sel,
-				       .flags = e->flags, .algorithm = e->alg,
-				       .affinity_timeout = e->timeout};
-
-		if (!e->in_map || e->unsure || memcmp(&v, &e->wmaster, sizeof(v))) {
-			svc_key(&e->k, 0, &k4, &k6);
-			if ((r = ops_add(&p->master_up[f], key, &v)) < 0)
-				return r;
-		}
-	}
-	for (uint32_t s = e->n_sel + 1; s <= e->n_written; s++) {
-		svc_key(&e->k, (uint16_t)s, &k4, &k6);
-		if ((r = ops_add(&p->slot_del[f], key, NULL)) < 0)
-			return r;
-	}
-	return 0;
 }
 
-/* After the writes: memory says what the maps hold now. */
-static int fe_written(struct lb_maps *m, struct fe_ent *e, const uint32_t *slots)
+static void rn_clear(struct lb_maps *m, uint32_t id, int f)
 {
-	int fi = fam_idx(e->k.family);
+	if (f == 0)
+		memset(&m->rn4[id], 0, sizeof(m->rn4[id]));
+	else
+		memset(&m->rn6[id], 0, sizeof(m->rn6[id]));
+}
 
-	m->svc_peak[fi] -= fe_peak(e);
-	if (!e->owner) {
-		lb_ht_remove(&m->fes, &e->n);
-		m->n_fe[fi]--;
-		fe_free(e);
-		return 0;
-	}
-	if (e->n_sel > e->n_written || !e->written) {
-		uint32_t *w = realloc(e->written, (e->n_sel ? e->n_sel : 1) * sizeof(*w));
-
-		if (!w)
-			return -ENOMEM;
-		e->written = w;
-	}
-	memcpy(e->written, slots, e->n_sel * sizeof(*slots));
-	e->n_written = e->n_sel;
-	e->in_map = e->rn_in_map = true;
-	e->unsure = false;
-	e->wmaster = (struct lb_svc_val){.rev_nat_id = e->rev_nat_id, .count = (__u16)e->n_sel,
-					 .flags = e->flags, .algorithm = e->alg,
-					 .affinity_timeout = e->timeout};
-	m->svc_peak[fi] += fe_peak(e);
-	return 0;
+static void slot_store(struct lb_maps *m, uint32_t i, uint32_t id)
+{
+	/* One aligned store: a program reading the slot sees the old id or the new one. */
+	__atomic_store_n(&m->slots[i].backend_id, id, __ATOMIC_RELAXED);
 }
 
 /*
- * After a failed write: any key of this frontend may hold the old or the new
- * value, or be missing. Assume the worst so the next flush (the retry)
- * rewrites all of it: every slot up to the larger count unknown (rewritten
- * or deleted), the master and reverse NAT rewritten -- or, for a removed
- * frontend, all of them deleted again (a missing key is what a delete
- * wants). It stays dirty.
+ * Fill the frontend's slots. In its current range a backend that stays
+ * keeps its slot (a scale change rewrites only the slots it must, and
+ * affinity, which remembers the slot, holds); a new range is filled in
+ * order. Returns the slots written.
  */
-static int fe_unsure(struct lb_maps *m, struct fe_ent *e)
+static uint32_t plan_slots(struct lb_maps *m, struct fe_ent *e, uint32_t base, bool in_place)
 {
-	int fi = fam_idx(e->k.family), r;
+	int f = fam_idx(e->k.family);
+	struct be_ent *bea = m->be[f];
+	uint32_t wanted = m->mark += 2, placed = wanted + 1, old_n = 0, n = 0, j = 0;
 
-	if (!e->owner)
-		return 0; /* still believed in the map: deleted again */
-	m->svc_peak[fi] -= fe_peak(e);
-	r = written_grow(e, e->n_sel);
-	if (e->n_written)
-		memset(e->written, 0, e->n_written * sizeof(*e->written));
-	e->in_map = e->rn_in_map = e->unsure = true;
-	m->svc_peak[fi] += fe_peak(e);
-	return r;
+	if (!in_place) {
+		for (uint32_t s = 0; s < e->n_sel; s++)
+			slot_store(m, base + s, e->bes[s]);
+		return e->n_sel;
+	}
+	old_n = e->wmaster.count < range_cap(e->order) ? e->wmaster.count : range_cap(e->order);
+	for (uint32_t s = 0; s < e->n_sel; s++)
+		bea[e->bes[s]].mark = wanted;
+	for (uint32_t s = 0; s < e->n_sel && s < old_n; s++) {
+		uint32_t id = m->slots[base + s].backend_id;
+
+		if (id && id < m->be_ids[f].max && bea[id].used && bea[id].mark == wanted)
+			bea[id].mark = placed;
+	}
+	for (uint32_t s = 0; s < e->n_sel; s++) {
+		uint32_t id = s < old_n ? m->slots[base + s].backend_id : 0;
+
+		if (id && id < m->be_ids[f].max && bea[id].used && bea[id].mark == placed) {
+			bea[id].mark = placed + 1; /* kept here: not twice */
+			continue;
+		}
+		while (bea[e->bes[j]].mark != wanted)
+			j++;
+		bea[e->bes[j]].mark = placed + 1;
+		slot_store(m, base + s, e->bes[j]);
+		n++;
+	}
+	return n;
 }
 
-/* The same for a backend: upserted again, or deleted again if unreferenced. */
-static void be_unsure(struct be_ent *b)
+struct plan {
+	struct ops master_up[2], master_del[2];
+};
+
+static void plan_free(struct plan *p)
 {
-	if (b->refs) {
-		b->in_map = true;
-		b->wstate = 0xff; /* no LB_BS_*: differs from what is wanted */
+	for (int f = 0; f < 2; f++) {
+		ops_free(&p->master_up[f]);
+		ops_free(&p->master_del[f]);
 	}
+}
+
+/* The master a frontend wants: its range is the pending one when it moves. */
+static struct lb_svc_val master_val(const struct fe_ent *e, bool move)
+{
+	struct lb_svc_val v = {.rev_nat_id = e->rev_nat_id, .count = e->n_sel, .flags = e->flags,
+			       .algorithm = e->alg, .affinity_timeout = e->timeout,
+			       .slot_order = ORDER_NONE};
+
+	if (e->n_sel) {
+		v.slot_base = move ? e->pbase : e->base;
+		v.slot_order = move ? e->porder : e->order;
+	}
+	return v;
+}
+
+/* Does the frontend move to its pending range in this flush? */
+static bool fe_moves(const struct fe_ent *e)
+{
+	return e->owner && e->n_sel > range_cap(e->order);
+}
+
+/* Stage 1 for one frontend: reverse NAT and slots into the arrays, its master into p. */
+static int plan_fe(struct lb_maps *m, struct plan *p, struct fe_ent *e, struct lb_flush_stats *st)
+{
+	int f = fam_idx(e->k.family);
+	struct lb4_key k4;
+	struct lb6_key k6;
+	void *key = f ? (void *)&k6 : (void *)&k4;
+	bool move = fe_moves(e);
+	struct lb_svc_val v;
+
+	svc_key(&e->k, &k4, &k6);
+	if (!e->owner)
+		return e->in_map ? ops_add(&p->master_del[f], key, NULL) : 0;
+	if (!e->rn_in_map || e->unsure) {
+		rn_store(m, e);
+		st->updates++;
+	}
+	if (e->n_sel)
+		st->updates += plan_slots(m, e, move ? e->pbase : e->base, !move && !e->unsure);
+	v = master_val(e, move);
+	if (e->in_map && !e->unsure && !memcmp(&v, &e->wmaster, sizeof(v)))
+		return 0;
+	return ops_add(&p->master_up[f], key, &v);
+}
+
+/* Stage 4 for one frontend, after the masters were written: memory says what the maps hold. */
+static void fe_written(struct lb_maps *m, struct fe_ent *e)
+{
+	int f = fam_idx(e->k.family);
+
+	if (!e->owner) {
+		/* Its master is gone: nothing reads its reverse NAT, slots or id any more. */
+		if (e->rn_in_map)
+			rn_clear(m, e->rev_nat_id, f);
+		if (e->in_map || e->rn_in_map)
+			(void)q_add(m, Q_RN, e->rev_nat_id, 0);
+		else
+			(void)ids_free(&m->rn_ids, e->rev_nat_id);
+		if (e->order != ORDER_NONE)
+			(void)q_add(m, Q_SLOTS, e->base, e->order);
+		if (e->porder != ORDER_NONE)
+			bd_free(&m->slots_bd, e->pbase, e->porder);
+		lb_ht_remove(&m->fes, &e->n);
+		m->n_fe[f]--;
+		fe_free(e);
+		return;
+	}
+	if (fe_moves(e)) {
+		if (e->order != ORDER_NONE)
+			(void)q_add(m, Q_SLOTS, e->base, e->order);
+		e->base = e->pbase;
+		e->order = e->porder;
+		e->porder = ORDER_NONE;
+	} else if (e->porder != ORDER_NONE) {
+		/* Allocated for a claim that was undone or shrank: never written. */
+		bd_free(&m->slots_bd, e->pbase, e->porder);
+		e->porder = ORDER_NONE;
+	}
+	e->wmaster = master_val(e, false);
+	e->in_map = e->rn_in_map = true;
+	e->unsure = false;
+}
+
+/* Stage 4 for one backend: unreferenced ones are cleared, their id quarantined. */
+static void be_written(struct lb_maps *m, int f, uint32_t id)
+{
+	struct be_ent *b = &m->be[f][id];
+
+	b->dirty = false;
+	if (b->refs) {
+		return;
+	}
+	bi_remove(m, f, id);
+	b->used = false;
+	if (b->in_map) {
+		if (f == 0)
+			memset(&m->be4[id], 0, sizeof(m->be4[id]));
+		else
+			memset(&m->be6[id], 0, sizeof(m->be6[id]));
+		(void)q_add(m, f ? Q_BE6 : Q_BE4, id, 0);
+	} else {
+		(void)ids_free(&m->be_ids[f], id);
+	}
+	b->in_map = false;
 }
 
 int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st)
 {
 	struct lb_flush_stats st = {0};
 	struct fe_ent *fes = m->fdirty;
-	struct be_ent *bes = m->bdirty;
-	uint32_t *slots = NULL;
-	size_t n_slots = 0, off;
 	struct plan p;
 	int r = 0, r2;
 
-	plan_init(&p);
-	/* Every dirty frontend's slot plan, one after the other in one array. */
-	for (struct fe_ent *e = fes; e; e = e->dnext)
-		n_slots += e->n_sel;
-	slots = malloc((n_slots ? n_slots : 1) * sizeof(*slots));
-	if (!slots) {
-		r = -ENOMEM;
-		goto out;
-	}
-	off = 0;
-	for (struct fe_ent *e = fes; e; e = e->dnext) {
-		if ((r = plan_fe(&p, e, slots + off)) < 0)
-			goto out;
-		off += e->n_sel;
-	}
-	for (struct be_ent *b = bes; b; b = b->dnext)
-		if ((r = plan_be(&p, b)) < 0)
-			goto out;
+	memset(&p, 0, sizeof(p));
+	for (int f = 0; f < 2; f++) {
+		uint32_t ksz = f ? sizeof(struct lb6_key) : sizeof(struct lb4_key);
 
-	/*
-	 * The order of lb_maps.h; the first error is kept, the rest still runs.
-	 * Slots only once the backends they name exist: a rewritten slot of a
-	 * live frontend is read by the datapath at once.
-	 */
+		p.master_up[f] = (struct ops){.ksz = ksz, .vsz = sizeof(struct lb_svc_val)};
+		p.master_del[f] = (struct ops){.ksz = ksz};
+	}
+	/* 1. Backends, then what points at them: reverse NAT and slots. Memory only. */
+	for (int f = 0; f < 2; f++)
+		for (uint32_t id = m->bdirty[f]; id; id = m->be[f][id].dnext) {
+			struct be_ent *b = &m->be[f][id];
+
+			if (b->refs && (!b->in_map || b->wstate != b->state)) {
+				be_store(m, f, id, b);
+				b->in_map = true;
+				b->wstate = b->state;
+				st.updates++;
+			}
+		}
+	for (struct fe_ent *e = fes; e; e = e->dnext)
+		if ((r = plan_fe(m, &p, e, &st)) < 0)
+			goto out;
+	/* The stores above are visible before any master that points at them. */
+	atomic_thread_fence(memory_order_release);
+
+	/* 2. Masters; 3. masters of removed frontends. The first error is kept. */
 	{
-		struct step steps[6];
+		struct step steps[2];
 
 		memset(steps, 0, sizeof(steps));
 		for (int f = 0; f < 2; f++) {
-			int be = f ? LBM_BE6 : LBM_BE4, rn = f ? LBM_RN6 : LBM_RN4;
-			int sv = f ? LBM_SVC6 : LBM_SVC4;
-
-			/* 1. backends and reverse NAT, then slots; 2. masters */
-			step_add(&steps[0], m->fd[be], &p.be_up[f], false);
-			step_add(&steps[0], m->fd[rn], &p.rn_up[f], false);
-			step_add(&steps[1], m->fd[sv], &p.slot_up[f], false);
-			step_add(&steps[2], m->fd[sv], &p.master_up[f], false);
-			/* 3. masters of removed frontends, then surplus slots and reverse NAT */
-			step_add(&steps[3], m->fd[sv], &p.master_del[f], true);
-			step_add(&steps[4], m->fd[sv], &p.slot_del[f], true);
-			step_add(&steps[4], m->fd[rn], &p.rn_del[f], true);
-			/* 4. backends nothing references any more */
-			step_add(&steps[5], m->fd[be], &p.be_del[f], true);
+			step_add(&steps[0], m->fd[f ? LBM_SVC6 : LBM_SVC4], &p.master_up[f], false);
+			step_add(&steps[1], m->fd[f ? LBM_SVC6 : LBM_SVC4], &p.master_del[f], true);
 		}
-		for (int k = 0; k < 6; k++)
+		for (int k = 0; k < 2; k++)
 			if ((r2 = step_run(&steps[k], &st)) < 0 && !r)
 				r = r2;
 	}
-
-	/*
-	 * A failed write leaves everything of this flush dirty and marked unsure,
-	 * so the next flush -- the module's retry, or the next change -- writes
-	 * all of it again; which key failed does not matter. The steps above
-	 * still ran to the end: the deletes of a later step are often what makes
-	 * room for the failed upserts of an earlier one.
-	 */
 	if (r < 0) {
-		/* Out of memory growing `written` costs only precision: the write error is news. */
+		/*
+		 * Any master of this flush may hold the old value or the new one, or
+		 * be missing: all stay dirty and are written again by the next flush
+		 * (the module's retry, or the next change). Nothing is freed, so
+		 * whatever a master points at still exists.
+		 */
 		for (struct fe_ent *e = fes; e; e = e->dnext)
-			(void)fe_unsure(m, e);
-		for (struct be_ent *b = bes; b; b = b->dnext)
-			be_unsure(b);
+			e->unsure = e->owner != NULL;
 		goto out;
 	}
-	off = 0;
+
+	/* 4. What nothing points at any more. */
 	m->fdirty = NULL;
 	for (struct fe_ent *e = fes, *next; e; e = next) {
-		uint32_t n_sel = e->n_sel;
-
 		next = e->dnext;
 		e->dirty = false;
 		e->dnext = NULL;
-		if ((r2 = fe_written(m, e, slots + off)) < 0 && !r)
-			r = r2;
-		off += n_sel;
+		fe_written(m, e);
 	}
-	m->bdirty = NULL;
-	for (struct be_ent *b = bes, *next; b; b = next) {
-		next = b->dnext;
-		b->dirty = false;
-		b->dnext = NULL;
-		if (b->refs == 0) {
-			lb_ht_remove(&m->bes, &b->n);
-			m->n_be[fam_idx(b->k.family)]--;
-			free(b);
-		} else {
-			b->in_map = true;
-			b->wstate = b->state;
+	for (int f = 0; f < 2; f++) {
+		uint32_t id = m->bdirty[f];
+
+		m->bdirty[f] = 0;
+		while (id) {
+			uint32_t next = m->be[f][id].dnext;
+
+			m->be[f][id].dnext = 0;
+			be_written(m, f, id);
+			id = next;
 		}
 	}
-	fes = NULL;
-	bes = NULL;
 out:
-	free(slots);
 	plan_free(&p);
 	if (ret_st)
 		*ret_st = st;
 	return r;
 }
 
-/* Reverse NAT entries no frontend owned at adoption (left by a crash between writes). */
-static int prune_revnat(struct lb_maps *m, struct lb_flush_stats *st)
+/* Entries found at adoption that nobody owns (a crash between writes): cleared. */
+static void prune_orphans(struct lb_maps *m)
 {
-	int r = 0, r2;
-
 	for (int f = 0; f < 2; f++) {
-		struct ops del = {.ksz = sizeof(__u32), .n = (uint32_t)m->n_rn_orphans[f],
-				  .cap = (uint32_t)m->n_rn_orphans[f], .k = (char *)m->rn_orphans[f]};
+		for (size_t i = 0; i < m->n_orphans[f]; i++) {
+			uint32_t id = m->orphans[f][i];
 
-		if (m->fd[f ? LBM_RN6 : LBM_RN4] >= 0 &&
-		    (r2 = ops_delete(m->fd[f ? LBM_RN6 : LBM_RN4], &del, st)) < 0) {
-			/* Kept for the next prune (the retry): deleting twice is harmless. */
-			r = r ? r : r2;
-			continue;
+			if (f == 0)
+				memset(&m->be4[id], 0, sizeof(m->be4[id]));
+			else
+				memset(&m->be6[id], 0, sizeof(m->be6[id]));
+			(void)q_add(m, f ? Q_BE6 : Q_BE4, id, 0);
 		}
-		free(m->rn_orphans[f]);
-		m->rn_orphans[f] = NULL;
-		m->n_rn_orphans[f] = 0;
 	}
-	return r;
+	for (size_t i = 0; i < m->n_orphans[2]; i++) {
+		uint32_t id = m->orphans[2][i] & 0x7fffffffu;
+		int f = m->orphans[2][i] >> 31;
+		struct fe_ent *owner = NULL;
+
+		rn_clear(m, id, f);
+		/* The id is free unless a frontend (of the other family) has it. */
+		lb_ht_foreach(&m->fes, n, nx) {
+			(void)nx;
+			if (((struct fe_ent *)n)->rev_nat_id == id)
+				owner = (struct fe_ent *)n;
+		}
+		if (!owner)
+			(void)q_add(m, Q_RN, id, 0);
+	}
+	for (int i = 0; i < 3; i++) {
+		free(m->orphans[i]);
+		m->orphans[i] = NULL;
+		m->n_orphans[i] = 0;
+	}
 }
 
 int lb_maps_prune(struct lb_maps *m, struct lb_flush_stats *ret_st)
 {
-	struct lb_flush_stats st = {0}, st2 = {0};
 	int r;
 
 	lb_ht_foreach(&m->fes, n, nx) {
@@ -1254,22 +1723,13 @@ int lb_maps_prune(struct lb_maps *m, struct lb_flush_stats *ret_st)
 		if (!e->owner)
 			fe_dirty(m, e);
 	}
-	lb_ht_foreach(&m->bes, n, nx) {
-		struct be_ent *b = (struct be_ent *)n;
-
-		(void)nx;
-		if (!b->refs)
-			be_dirty(m, b);
-	}
-	r = lb_maps_flush(m, &st);
+	for (int f = 0; f < 2; f++)
+		for (uint32_t id = 1; id < m->be_ids[f].fresh; id++)
+			if (m->be[f][id].used && !m->be[f][id].refs)
+				be_dirty(m, &m->be[f][id], f, id);
+	r = lb_maps_flush(m, ret_st);
 	if (!r)
-		r = prune_revnat(m, &st2);
-	if (ret_st) {
-		st.updates += st2.updates;
-		st.deletes += st2.deletes;
-		st.syscalls += st2.syscalls;
-		*ret_st = st;
-	}
+		prune_orphans(m);
 	return r;
 }
 
@@ -1289,8 +1749,8 @@ uint32_t lb_maps_be_id(struct lb_maps *m, const struct lb_ip *ip, uint16_t port,
 	struct be_ent *b;
 
 	l4key_make(&k, ip, port, proto);
-	b = be_get(m, &k, false);
-	return b ? b->id : 0;
+	b = be_get(m, &k, be_hash(&k), false);
+	return b ? be_id(m, b) : 0;
 }
 
 uint32_t lb_maps_used(struct lb_maps *m, enum lb_map_id id)
@@ -1298,10 +1758,12 @@ uint32_t lb_maps_used(struct lb_maps *m, enum lb_map_id id)
 	switch (id) {
 	case LBM_SVC4:
 	case LBM_SVC6:
-		return (uint32_t)m->svc_peak[id == LBM_SVC6];
+		return m->n_fe[id == LBM_SVC6];
+	case LBM_SLOTS:
+		return m->slots_bd.size - m->slots_bd.n_free;
 	case LBM_BE4:
 	case LBM_BE6:
-		return m->n_be[id == LBM_BE6];
+		return m->be_ids[id == LBM_BE6].n_used;
 	case LBM_RN4:
 	case LBM_RN6:
 		return m->n_fe[id == LBM_RN6];

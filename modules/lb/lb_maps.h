@@ -1,27 +1,29 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * lb_maps.h - desired state of the lb maps and the writer that reconciles
- * the pinned maps with it.
+ * the pinned maps with it (layouts: lb_shared.h).
  *
  * Services claim frontends (addr, port, proto) and backends (addr, port,
- * proto) here; claiming only changes memory and marks entries dirty.
- * lb_maps_flush() then writes what changed, in an order that never shows
- * the datapath a slot that points at a missing backend or a master whose
- * count covers a missing slot:
+ * proto) here. A claim changes memory only, but everything a claim needs
+ * -- a rev_nat_id, backend ids, a slot range in lb_slots -- is allocated
+ * right then, so a service that does not fit is refused as a whole, with a
+ * message naming it and the map, and keeps its previous state.
+ * lb_maps_flush() then writes what changed, in an order that never shows the
+ * datapath a slot that points at a missing backend or a master whose range
+ * is not filled:
  *
- *   1. backend upserts, reverse-NAT upserts, slot upserts   (batched)
- *   2. master upserts                                       (batched)
- *   3. masters of removed frontends deleted, then surplus slots
- *   4. backends no frontend references any more deleted
+ *   1. backends, reverse NAT and slots: stores to the mmapable arrays
+ *   2. master upserts (hash map, batched; two threads when many)
+ *   3. masters of removed frontends deleted (batched)
+ *   4. what nobody points at any more is cleared; its ids and slot range
+ *      are quarantined and reused only after lb_maps_grace() ran twice, so
+ *      a program that read an old master never reads a reused slot
  *
  * Restart: lb_maps_adopt() reads what the pinned maps hold, so frontends
- * keep their rev_nat_id (affinity survives) and backends their id; the
- * service sync then rewrites only what differs, and lb_maps_prune() (after
- * the store has synced) removes what no service claimed.
- *
- * Capacity: every claim is accounted against max_entries before anything
- * is written; a service that does not fit is refused as a whole with a
- * message naming it and keeps its previous state in the maps.
+ * keep their rev_nat_id (affinity survives), their slot range and their
+ * backends' ids; the service sync then rewrites only what differs, and
+ * lb_maps_prune() (after the store has synced) removes what no service
+ * claimed.
  */
 #ifndef LB_MAPS_H
 #define LB_MAPS_H
@@ -34,6 +36,7 @@
 enum lb_map_id {
 	LBM_SVC4,
 	LBM_SVC6,
+	LBM_SLOTS,
 	LBM_BE4,
 	LBM_BE6,
 	LBM_RN4,
@@ -48,6 +51,7 @@ struct lb_map_def {
 	const char *name; /* pin name (the registry adds _v<layout>) */
 	uint32_t type;	  /* enum bpf_map_type */
 	uint32_t key_size, value_size;
+	uint32_t map_flags; /* BPF_F_MMAPABLE for the arrays the agent writes directly */
 };
 
 extern const struct lb_map_def lb_map_defs[LBM_N];
@@ -58,7 +62,12 @@ struct lb_flush_stats {
 	uint32_t updates, deletes, syscalls;
 };
 
-/* fd[i] are borrowed (the map registry owns them); max[i] their max_entries. */
+/*
+ * fd[i] are borrowed (the map registry owns them); max[i] their max_entries.
+ * The arrays are mapped here (-errno if one cannot be: not mmapable).
+ * Backend and reverse-NAT ids index their arrays and 0 is never used: an
+ * array of max entries holds max - 1.
+ */
 int lb_maps_new(const int fd[LBM_N], const uint32_t max[LBM_N], struct lb_maps **ret_m);
 void lb_maps_free(struct lb_maps *m);
 
@@ -78,7 +87,8 @@ int lb_maps_service_set(struct lb_maps *m, const char *owner, const struct lb_sv
 void lb_maps_reserve(struct lb_maps *m, size_t n_fe, size_t n_be);
 
 /*
- * Write what is dirty. On a failed write (-errno of the first) everything of
+ * Write what is dirty. Only the masters' syscalls can fail (the arrays are
+ * memory). On a failed write (-errno of the first) everything of
  * this flush stays dirty, assumed half-written: the next flush writes it all
  * again (lb_sync.c retries with backoff).
  */
@@ -94,5 +104,13 @@ uint32_t lb_maps_be_id(struct lb_maps *m, const struct lb_ip *ip, uint16_t port,
 uint32_t lb_maps_used(struct lb_maps *m, enum lb_map_id id);
 /* Something was released since the last call (a refused service may fit now). */
 int lb_maps_take_released(struct lb_maps *m);
+
+/*
+ * Quarantine: ids and slot ranges freed by a flush wait until two calls of
+ * lb_maps_grace() have passed (the caller calls it every grace period while
+ * lb_maps_quarantined() is not 0). Returns how many were released.
+ */
+size_t lb_maps_grace(struct lb_maps *m);
+size_t lb_maps_quarantined(const struct lb_maps *m);
 
 #endif /* LB_MAPS_H */

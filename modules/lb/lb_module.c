@@ -40,7 +40,7 @@ static void lb_release(struct lb *lb)
 	struct axn_handle **hs[] = {&lb->w_svc, &lb->w_sl, &lb->api_services, &lb->api_bpf,
 				    &lb->m_services, &lb->m_frontends, &lb->m_backends, &lb->m_full,
 				    &lb->m_refused, &lb->m_writes, &lb->m_flush_ms, &lb->m_retries,
-				    &lb->retry_t};
+				    &lb->retry_t, &lb->grace_t};
 
 	for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++) {
 		h->handle_free(self, *hs[i]);
@@ -76,8 +76,10 @@ static int open_maps(struct lb *lb)
 	int r;
 
 	lb->max[LBM_SVC4] = lb->max[LBM_SVC6] = (uint32_t)c->services_max;
-	lb->max[LBM_BE4] = lb->max[LBM_BE6] = (uint32_t)c->backends_max;
-	lb->max[LBM_RN4] = lb->max[LBM_RN6] = (uint32_t)c->revnat_max;
+	lb->max[LBM_SLOTS] = (uint32_t)c->slots_max;
+	/* Ids index these arrays and id 0 is never used. */
+	lb->max[LBM_BE4] = lb->max[LBM_BE6] = (uint32_t)c->backends_max + 1;
+	lb->max[LBM_RN4] = lb->max[LBM_RN6] = (uint32_t)c->revnat_max + 1;
 	lb->max[LBM_SK4] = lb->max[LBM_SK6] = (uint32_t)c->sock_revnat_max;
 	lb->max[LBM_AFF] = (uint32_t)c->affinity_max;
 	for (int i = 0; i < LBM_N; i++) {
@@ -88,6 +90,7 @@ static int open_maps(struct lb *lb)
 			.key_size = d->key_size,
 			.value_size = d->value_size,
 			.max_entries = lb->max[i],
+			.map_flags = d->map_flags,
 			.layout = LB_MAP_LAYOUT,
 			/* A new size needs new maps; the sync after start refills them. */
 			.flags = AXN_MAPF_RECREATE,
@@ -154,9 +157,13 @@ static const struct axn_option lb_options[] = {
 	 "true", 0, 0, "honour the service.cilium.io/lb-algorithm annotation"},
 	{"service_proxy_name", AXN_OPT_STRING, 0, offsetof(struct lb_conf, service_proxy_name), "",
 	 0, 0, "serve services whose service.kubernetes.io/service-proxy-name is this (\"\" = unlabelled)"},
-	LB_MAX_OPT("services_max", services_max, "65536", "entries of lb4_services and lb6_services"),
-	LB_MAX_OPT("backends_max", backends_max, "65536", "entries of lb4_backends and lb6_backends"),
-	LB_MAX_OPT("revnat_max", revnat_max, "65536", "entries of lb4_revnat and lb6_revnat (frontends)"),
+	LB_MAX_OPT("services_max", services_max, "65536",
+		   "frontends (entries of lb4_services and of lb6_services)"),
+	LB_MAX_OPT("slots_max", slots_max, "262144",
+		   "backend slots of all frontends (lb_slots; a frontend takes a power of two)"),
+	LB_MAX_OPT("backends_max", backends_max, "65536", "backends per family (lb4_backends, lb6_backends)"),
+	LB_MAX_OPT("revnat_max", revnat_max, "65536",
+		   "frontends of both families together (rev_nat ids; lb4_revnat, lb6_revnat)"),
 	LB_MAX_OPT("affinity_max", affinity_max, "65536", "entries of lb_affinity (LRU)"),
 	LB_MAX_OPT("sock_revnat_max", sock_revnat_max, "262144",
 		   "entries of lb4_sk_revnat and lb6_sk_revnat (LRU)"),
@@ -164,7 +171,7 @@ static const struct axn_option lb_options[] = {
 };
 
 static const char *const lb_requires[] = {"store:Service", "store:EndpointSlice", NULL};
-static const char *const lb_provides[] = {"map:lb4_services", "map:lb6_services",
+static const char *const lb_provides[] = {"map:lb4_services", "map:lb6_services", "map:lb_slots",
 					  "map:lb4_backends", "map:lb6_backends", NULL};
 
 AXN_MODULE_DEFINE(lb, .version = "0.1.0",

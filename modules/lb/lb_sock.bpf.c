@@ -46,8 +46,9 @@
 
 LB_MAP(lb4_services, BPF_MAP_TYPE_HASH, struct lb4_key, struct lb_svc_val);
 LB_MAP(lb6_services, BPF_MAP_TYPE_HASH, struct lb6_key, struct lb_svc_val);
-LB_MAP(lb4_backends, BPF_MAP_TYPE_HASH, __u32, struct lb4_backend);
-LB_MAP(lb6_backends, BPF_MAP_TYPE_HASH, __u32, struct lb6_backend);
+LB_MAP(lb_slots, BPF_MAP_TYPE_ARRAY, __u32, struct lb_slot);
+LB_MAP(lb4_backends, BPF_MAP_TYPE_ARRAY, __u32, struct lb4_backend);
+LB_MAP(lb6_backends, BPF_MAP_TYPE_ARRAY, __u32, struct lb6_backend);
 LB_MAP(lb4_sk_revnat, BPF_MAP_TYPE_LRU_HASH, struct lb4_sk_key, struct lb4_sk_val);
 LB_MAP(lb6_sk_revnat, BPF_MAP_TYPE_LRU_HASH, struct lb6_sk_key, struct lb6_sk_val);
 LB_MAP(lb_affinity, BPF_MAP_TYPE_LRU_HASH, struct lb_aff_key, struct lb_aff_val);
@@ -64,22 +65,39 @@ static __always_inline int proto_ok(struct bpf_sock_addr *ctx)
 	return ctx->protocol == IPPROTO_TCP || ctx->protocol == IPPROTO_UDP;
 }
 
-/*
- * The affinity entry of (client netns, frontend) if it is fresh, else 0.
- * Refreshed on every use, as kube-proxy does (SVC-37).
- */
-static __always_inline __u32 affinity_get(struct lb_aff_key *ak, __u32 timeout_s, __u64 now)
+/* The backend id in slot idx of the range at base; 0 if none. */
+static __always_inline __u32 slot_get(__u32 base, __u32 idx)
 {
-	struct lb_aff_val *av = bpf_map_lookup_elem(&lb_affinity, ak);
+	__u32 k = base + idx;
+	struct lb_slot *s = bpf_map_lookup_elem(&lb_slots, &k);
 
-	if (!av || now - av->last_used_ns > (__u64)timeout_s * NSEC_PER_SEC)
-		return 0;
-	return av->backend_id;
+	return s ? s->backend_id : 0;
 }
 
-static __always_inline void affinity_put(struct lb_aff_key *ak, __u32 id, __u64 now)
+/*
+ * The affinity entry of (client netns, frontend) if it is fresh and its slot
+ * still holds its backend, else 0 (*idx: that slot). Refreshed on every use,
+ * as kube-proxy does (SVC-37).
+ */
+static __always_inline __u32 affinity_get(struct lb_aff_key *ak, const struct lb_svc_val *svc,
+					  __u64 now, __u32 *idx)
 {
-	struct lb_aff_val av = {.backend_id = id, .last_used_ns = now};
+	struct lb_aff_val *av = bpf_map_lookup_elem(&lb_affinity, ak);
+	__u32 id, slot;
+
+	if (!av || now - av->last_used_ns > (__u64)svc->affinity_timeout * NSEC_PER_SEC)
+		return 0;
+	id = av->backend_id;
+	slot = av->slot;
+	if (slot >= svc->count || slot_get(svc->slot_base, slot) != id)
+		return 0;
+	*idx = slot;
+	return id;
+}
+
+static __always_inline void affinity_put(struct lb_aff_key *ak, __u32 id, __u32 idx, __u64 now)
+{
+	struct lb_aff_val av = {.backend_id = id, .slot = idx, .last_used_ns = now};
 
 	bpf_map_update_elem(&lb_affinity, ak, &av, BPF_ANY);
 }
@@ -103,11 +121,10 @@ static __always_inline int lb4_pick(struct bpf_sock_addr *ctx, __be32 vip, __be1
 		.proto = (__u8)ctx->protocol,
 	};
 	struct lb_aff_key ak = {};
-	struct lb_svc_val *svc, *slot;
+	struct lb_svc_val *svc;
 	struct lb4_backend *be = NULL;
-	__u32 id = 0, rev_nat_id, timeout;
+	__u32 id = 0, idx = 0, rev_nat_id, count;
 	__u64 now = 0;
-	__u16 count;
 	__u8 flags;
 
 	svc = bpf_map_lookup_elem(&lb4_services, &key);
@@ -116,7 +133,6 @@ static __always_inline int lb4_pick(struct bpf_sock_addr *ctx, __be32 vip, __be1
 	count = svc->count;
 	flags = svc->flags;
 	rev_nat_id = svc->rev_nat_id;
-	timeout = svc->affinity_timeout;
 	if (count == 0)
 		return refuse();
 
@@ -124,26 +140,23 @@ static __always_inline int lb4_pick(struct bpf_sock_addr *ctx, __be32 vip, __be1
 		now = bpf_ktime_get_ns();
 		ak.netns_cookie = bpf_get_netns_cookie(ctx);
 		ak.rev_nat_id = rev_nat_id;
-		id = affinity_get(&ak, timeout, now);
+		id = affinity_get(&ak, svc, now, &idx);
 		if (id) {
 			be = bpf_map_lookup_elem(&lb4_backends, &id);
 			/* Gone or terminating: pick again. */
-			if (!be || be->state != LB_BS_ACTIVE)
+			if (!be || !be->proto || be->state != LB_BS_ACTIVE)
 				be = NULL;
 		}
 	}
 	if (!be) {
-		key.slot = (__u16)(bpf_get_prandom_u32() % count) + 1;
-		slot = bpf_map_lookup_elem(&lb4_services, &key);
-		if (!slot)
-			return refuse(); /* the agent is shrinking this frontend right now */
-		id = slot->backend_id;
-		be = bpf_map_lookup_elem(&lb4_backends, &id);
-		if (!be)
-			return refuse();
+		idx = bpf_get_prandom_u32() % count;
+		id = slot_get(svc->slot_base, idx);
+		be = id ? bpf_map_lookup_elem(&lb4_backends, &id) : NULL;
+		if (!be || !be->proto)
+			return refuse(); /* the agent is rewriting this frontend right now */
 	}
 	if (flags & LB_F_AFFINITY)
-		affinity_put(&ak, id, now);
+		affinity_put(&ak, id, idx, now);
 
 	{
 		struct lb4_sk_key sk = {
@@ -243,11 +256,10 @@ static __always_inline int xlate6(struct bpf_sock_addr *ctx)
 		.proto = (__u8)ctx->protocol,
 	};
 	struct lb_aff_key ak = {};
-	struct lb_svc_val *svc, *slot;
+	struct lb_svc_val *svc;
 	struct lb6_backend *be = NULL;
-	__u32 id = 0, rev_nat_id, timeout, w[4];
+	__u32 id = 0, idx = 0, rev_nat_id, count, w[4];
 	__u64 now = 0;
-	__u16 count;
 	__u8 flags;
 
 	if (!proto_ok(ctx))
@@ -273,7 +285,6 @@ static __always_inline int xlate6(struct bpf_sock_addr *ctx)
 	count = svc->count;
 	flags = svc->flags;
 	rev_nat_id = svc->rev_nat_id;
-	timeout = svc->affinity_timeout;
 	if (count == 0)
 		return refuse();
 
@@ -281,25 +292,22 @@ static __always_inline int xlate6(struct bpf_sock_addr *ctx)
 		now = bpf_ktime_get_ns();
 		ak.netns_cookie = bpf_get_netns_cookie(ctx);
 		ak.rev_nat_id = rev_nat_id;
-		id = affinity_get(&ak, timeout, now);
+		id = affinity_get(&ak, svc, now, &idx);
 		if (id) {
 			be = bpf_map_lookup_elem(&lb6_backends, &id);
-			if (!be || be->state != LB_BS_ACTIVE)
+			if (!be || !be->proto || be->state != LB_BS_ACTIVE)
 				be = NULL;
 		}
 	}
 	if (!be) {
-		key.slot = (__u16)(bpf_get_prandom_u32() % count) + 1;
-		slot = bpf_map_lookup_elem(&lb6_services, &key);
-		if (!slot)
-			return refuse();
-		id = slot->backend_id;
-		be = bpf_map_lookup_elem(&lb6_backends, &id);
-		if (!be)
+		idx = bpf_get_prandom_u32() % count;
+		id = slot_get(svc->slot_base, idx);
+		be = id ? bpf_map_lookup_elem(&lb6_backends, &id) : NULL;
+		if (!be || !be->proto)
 			return refuse();
 	}
 	if (flags & LB_F_AFFINITY)
-		affinity_put(&ak, id, now);
+		affinity_put(&ak, id, idx, now);
 
 	{
 		struct lb6_sk_key sk = {

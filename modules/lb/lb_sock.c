@@ -33,6 +33,7 @@ int lb_sock_attach(struct lb *lb)
 		enum lb_map_id id;
 	} maps[] = {
 		{skel->maps.lb4_services, LBM_SVC4}, {skel->maps.lb6_services, LBM_SVC6},
+		{skel->maps.lb_slots, LBM_SLOTS},
 		{skel->maps.lb4_backends, LBM_BE4},  {skel->maps.lb6_backends, LBM_BE6},
 		{skel->maps.lb4_sk_revnat, LBM_SK4}, {skel->maps.lb6_sk_revnat, LBM_SK6},
 		{skel->maps.lb_affinity, LBM_AFF},

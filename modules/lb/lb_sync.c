@@ -616,6 +616,37 @@ static void retry_update(struct lb *lb, int wr)
 	lb->retry_ms = ms;
 }
 
+static void grace_arm(struct lb *lb);
+
+static void grace_cb(struct axn_mod *self, void *arg)
+{
+	struct lb *lb = arg;
+
+	self->host->handle_free(self, lb->grace_t);
+	lb->grace_t = NULL;
+	/* Room came back: a refused service may fit now (the flush retries them). */
+	if (lb_maps_grace(lb->maps) && lb->n_errors)
+		(void)lb_sync_flush(lb);
+	else if (lb_maps_quarantined(lb->maps))
+		grace_arm(lb);
+}
+
+/* While anything is quarantined, a grace period ticks. */
+static void grace_arm(struct lb *lb)
+{
+	struct axn_mod *self = lb->self;
+	int r;
+
+	if (lb->grace_t || !lb_maps_quarantined(lb->maps))
+		return;
+	r = self->host->timer_add(self, LB_GRACE_MS, 0, grace_cb, lb, &lb->grace_t);
+	if (r < 0) {
+		/* The next flush arms it again; until then freed ids wait. */
+		axn_warn(self, "cannot arm the grace timer: %s", strerror(-r));
+		lb->grace_t = NULL;
+	}
+}
+
 int lb_sync_flush(struct lb *lb)
 {
 	struct axn_mod *self = lb->self;
@@ -725,6 +756,7 @@ int lb_sync_flush(struct lb *lb)
 	update_metrics(lb);
 	retry_update(lb, wr);
 	set_health(lb);
+	grace_arm(lb);
 	return r ? r : wr;
 }
 

@@ -162,11 +162,11 @@ static void flush_breakdown(struct axn_testhost *th, double *read, double *tr, d
  */
 static int bench_program(uint32_t n, uint32_t nb, const char *mode)
 {
-	uint32_t max[LBM_N], want_svc = n * (nb + 1), want_be = n * nb, got_svc, got_be;
+	uint32_t max[LBM_N], want_svc = n, want_be = n * nb, got_svc, got_be, range = 1;
 	int fd[LBM_N], r;
-	char svcmax[32], bemax[32], rnmax[32];
-	const char *conf[] = {"socket_lb", "false", "services_max", svcmax, "backends_max", bemax,
-			      "revnat_max", rnmax, NULL};
+	char svcmax[32], slotsmax[32], bemax[32], rnmax[32];
+	const char *conf[] = {"socket_lb", "false", "services_max", svcmax, "slots_max", slotsmax,
+			      "backends_max", bemax, "revnat_max", rnmax, NULL};
 	struct axn_testhost *th;
 	bool replay = !strcmp(mode, "replay");
 	long rss1, rss2;
@@ -179,14 +179,18 @@ static int bench_program(uint32_t n, uint32_t nb, const char *mode)
 	}
 	for (int i = 0; i < LBM_N; i++)
 		max[i] = 1024;
+	while (range < nb)
+		range *= 2; /* a frontend's slots are a power of two */
 	max[LBM_SVC4] = want_svc + 16;
-	max[LBM_BE4] = want_be + 16;
-	max[LBM_RN4] = n + 16;
+	max[LBM_SLOTS] = n * range + 16;
+	max[LBM_BE4] = want_be + 16 + 1; /* ids index the arrays; 0 is never used */
+	max[LBM_RN4] = n + 16 + 1;
 	max[LBM_SK4] = max[LBM_SK6] = 262144;
 	max[LBM_AFF] = 65536;
 	snprintf(svcmax, sizeof(svcmax), "%u", max[LBM_SVC4]);
-	snprintf(bemax, sizeof(bemax), "%u", max[LBM_BE4]);
-	snprintf(rnmax, sizeof(rnmax), "%u", max[LBM_RN4]);
+	snprintf(slotsmax, sizeof(slotsmax), "%u", max[LBM_SLOTS]);
+	snprintf(bemax, sizeof(bemax), "%u", max[LBM_BE4] - 1);
+	snprintf(rnmax, sizeof(rnmax), "%u", max[LBM_RN4] - 1);
 	/* The module requests the same size for both families. */
 	max[LBM_SVC6] = max[LBM_SVC4];
 	max[LBM_BE6] = max[LBM_BE4];
@@ -357,8 +361,9 @@ static int bench_connect(uint32_t n, const char *cg)
 	lfd = listen_lo(&port);
 	for (int i = 0; i < LBM_N; i++)
 		max[i] = 1024;
-	max[LBM_SVC4] = 2 * n + 16;
-	max[LBM_BE4] = max[LBM_RN4] = n + 16;
+	max[LBM_SVC4] = n + 16;
+	max[LBM_SLOTS] = n + 16;
+	max[LBM_BE4] = max[LBM_RN4] = n + 16 + 1;
 	max[LBM_SK4] = 262144;
 	max[LBM_AFF] = 65536;
 	if ((r = lbt_maps_create(fd, max)) < 0) {
@@ -388,6 +393,7 @@ static int bench_connect(uint32_t n, const char *cg)
 	skel = lb_sock__open();
 	bpf_map__reuse_fd(skel->maps.lb4_services, fd[LBM_SVC4]);
 	bpf_map__reuse_fd(skel->maps.lb6_services, fd[LBM_SVC6]);
+	bpf_map__reuse_fd(skel->maps.lb_slots, fd[LBM_SLOTS]);
 	bpf_map__reuse_fd(skel->maps.lb4_backends, fd[LBM_BE4]);
 	bpf_map__reuse_fd(skel->maps.lb6_backends, fd[LBM_BE6]);
 	bpf_map__reuse_fd(skel->maps.lb4_sk_revnat, fd[LBM_SK4]);

@@ -24,7 +24,9 @@ static inline int lbt_maps_create(int fd[LBM_N], const uint32_t max[LBM_N])
 	for (int i = 0; i < LBM_N; i++) {
 		const struct lb_map_def *d = &lb_map_defs[i];
 
-		fd[i] = bpf_map_create(d->type, d->name, d->key_size, d->value_size, max[i], NULL);
+		LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = d->map_flags);
+
+		fd[i] = bpf_map_create(d->type, d->name, d->key_size, d->value_size, max[i], &opts);
 		if (fd[i] < 0) {
 			int r = -errno;
 
@@ -43,18 +45,41 @@ static inline void lbt_maps_close(int fd[LBM_N])
 			close(fd[i]);
 }
 
-static inline uint32_t lbt_count(int fd)
+/*
+ * Entries in use: the keys of a hash map, or the elements of an array that
+ * are not all zero (a free backend or reverse-NAT entry is zeroed).
+ */
+static inline uint32_t lbt_used(int fd)
 {
-	char key[64], next[64];
-	void *prev = NULL;
-	uint32_t n = 0;
+	struct bpf_map_info info = {0};
+	__u32 len = sizeof(info), n = 0;
+	char val[64];
 
-	while (bpf_map_get_next_key(fd, prev, next) == 0) {
-		memcpy(key, next, sizeof(key));
-		prev = key;
-		n++;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) < 0)
+		return 0;
+	if (info.type != BPF_MAP_TYPE_ARRAY) {
+		char key[64], next[64];
+		void *prev = NULL;
+
+		while (bpf_map_get_next_key(fd, prev, next) == 0) {
+			memcpy(key, next, sizeof(key));
+			prev = key;
+			n++;
+		}
+		return n;
+	}
+	for (__u32 i = 0; i < info.max_entries && info.value_size <= sizeof(val); i++) {
+		static const char zero[64];
+
+		if (bpf_map_lookup_elem(fd, &i, val) == 0 && memcmp(val, zero, info.value_size))
+			n++;
 	}
 	return n;
+}
+
+static inline uint32_t lbt_count(int fd)
+{
+	return lbt_used(fd);
 }
 
 /* A ClusterIP service ns/name on ip:port/proto ("TCP"/"UDP"), port named "p". */

@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * test_lb_maps.c - the map writer against real (unpinned) BPF maps: layout of
- * what it writes, incremental updates, capacity refusals that name the
- * service, frontend conflicts, adoption after a restart with stable ids, and
- * prune. Needs root for the maps; skipped otherwise.
+ * what it writes (masters hashed, slots/backends/reverse NAT in mmapable
+ * arrays), incremental updates that keep slots, ranges that move and the
+ * grace period before anything freed is reused, capacity refusals that name
+ * the service and the map, frontend conflicts, adoption after a restart with
+ * stable ids and ranges, crash leftovers, and prune. Needs root for the
+ * maps; skipped otherwise.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -23,7 +26,8 @@ struct fx {
 	struct lb_maps *m;
 };
 
-static int setup_max(void **state, uint32_t svc_max)
+/* Map sizes of a fixture: 1024 each unless a test asks for less. */
+static int setup_with(void **state, uint32_t svc_max, uint32_t slots_max, uint32_t be_max)
 {
 	struct fx *fx = calloc(1, sizeof(*fx));
 	int r;
@@ -31,6 +35,8 @@ static int setup_max(void **state, uint32_t svc_max)
 	for (int i = 0; i < LBM_N; i++)
 		fx->max[i] = 1024;
 	fx->max[LBM_SVC4] = svc_max;
+	fx->max[LBM_SLOTS] = slots_max;
+	fx->max[LBM_BE4] = be_max;
 	r = lbt_maps_create(fx->fd, fx->max);
 	if (r < 0) {
 		free(fx);
@@ -45,12 +51,7 @@ static int setup_max(void **state, uint32_t svc_max)
 
 static int setup(void **state)
 {
-	return setup_max(state, 1024);
-}
-
-static int setup_small(void **state)
-{
-	return setup_max(state, 5);
+	return setup_with(state, 1024, 1024, 1024);
 }
 
 static int teardown(void **state)
@@ -81,7 +82,7 @@ static struct lb_svc *svc(const char *name, const char *ip, int b, int n, const 
 	const json_t *sls[1];
 	struct lb_svc *out;
 
-	snprintf(base, sizeof(base), "%s%d.", strchr(ip, ':') ? "fd00:1:" : "10.1.", b);
+	snprintf(base, sizeof(base), "10.1.%d.", b);
 	if (strchr(ip, ':'))
 		snprintf(base, sizeof(base), "fd00:1:%d::", b);
 	sl = lbt_slice("ns", name, "sl", strchr(ip, ':') != NULL, base, 1, n, 8080, "TCP", "node1");
@@ -92,14 +93,33 @@ static struct lb_svc *svc(const char *name, const char *ip, int b, int n, const 
 	return out;
 }
 
-static struct lb_svc_val master4(struct fx *fx, const char *ip, uint16_t slot, int *found)
+static struct lb_svc_val master4(struct fx *fx, const char *ip, int *found)
 {
-	struct lb4_key k = {.port = htons(80), .proto = IPPROTO_TCP, .slot = slot};
+	struct lb4_key k = {.port = htons(80), .proto = IPPROTO_TCP};
 	struct lb_svc_val v = {0};
 
 	inet_pton(AF_INET, ip, &k.addr);
 	*found = bpf_map_lookup_elem(fx->fd[LBM_SVC4], &k, &v) == 0;
 	return v;
+}
+
+static uint32_t slot_id(struct fx *fx, uint32_t i)
+{
+	struct lb_slot s = {0};
+
+	assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_SLOTS], &i, &s), 0);
+	return s.backend_id;
+}
+
+/* The backend in slot i of the master's range, from the kernel's arrays. */
+static struct lb4_backend slot_backend(struct fx *fx, const struct lb_svc_val *v, uint32_t i)
+{
+	struct lb4_backend be = {0};
+	uint32_t id = slot_id(fx, v->slot_base + i);
+
+	assert_int_not_equal(id, 0);
+	assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_BE4], &id, &be), 0);
+	return be;
 }
 
 static void set_ok(struct fx *fx, const char *owner, struct lb_svc *old, struct lb_svc *new)
@@ -117,33 +137,37 @@ static void test_write_layout(void **state)
 	struct lb_flush_stats st;
 	struct lb_svc *a;
 	struct lb_svc_val v;
+	struct lb4_revnat rn;
 	int found;
 
 	NEED_ROOT(fx);
 	a = svc("a", "10.96.0.1", 1, 3, NULL);
 	set_ok(fx, "ns/a", NULL, a);
 	assert_int_equal(lb_maps_flush(fx->m, &st), 0);
-	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 4);
+	/* One hashed entry per frontend; the rest are array elements. */
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 1);
 	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), 3);
 	assert_int_equal(lbt_count(fx->fd[LBM_RN4]), 1);
-	v = master4(fx, "10.96.0.1", 0, &found);
+	v = master4(fx, "10.96.0.1", &found);
 	assert_true(found);
 	assert_int_equal(v.count, 3);
+	assert_int_equal(v.slot_order, 2); /* 3 backends: a range of 4 */
+	assert_int_equal(v.slot_base % 4, 0);
 	assert_int_equal(v.algorithm, LB_A_RANDOM);
 	assert_int_equal(v.rev_nat_id, lb_maps_fe_id(fx->m, &a->fe[0]));
-	for (uint16_t s = 1; s <= 3; s++) {
-		struct lb_svc_val sv = master4(fx, "10.96.0.1", s, &found);
-		struct lb4_backend be;
+	assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_RN4], &v.rev_nat_id, &rn), 0);
+	assert_int_equal(ntohs(rn.port), 80);
+	assert_int_equal(rn.proto, IPPROTO_TCP);
+	for (uint32_t s = 0; s < 3; s++) {
+		struct lb4_backend be = slot_backend(fx, &v, s);
 
-		assert_true(found);
-		assert_int_equal(sv.rev_nat_id, v.rev_nat_id);
-		assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_BE4], &sv.backend_id, &be), 0);
 		assert_int_equal(ntohs(be.port), 8080);
+		assert_int_equal(be.proto, IPPROTO_TCP);
 		assert_int_equal(be.state, LB_BS_ACTIVE);
 	}
-	/* Bulk writes are batched: 3 backends + 1 revnat + 3 slots + 1 master in 4 calls. */
+	/* 3 backends + 1 reverse NAT + 3 slots + 1 master; only the master is a syscall. */
 	assert_int_equal(st.updates, 8);
-	assert_int_equal(st.syscalls, 4);
+	assert_int_equal(st.syscalls, 1);
 	lb_svc_free(a);
 }
 
@@ -151,9 +175,9 @@ static void test_incremental(void **state)
 {
 	struct fx *fx = *state;
 	struct lb_flush_stats st;
-	struct lb_svc *a, *b, *b2, *a2;
-	struct lb_svc_val v;
-	uint32_t id_before, id_after;
+	struct lb_svc *a, *b, *b2, *b3, *a2;
+	struct lb_svc_val v, v2;
+	uint32_t id_before, kept[2], old_base;
 	int found;
 
 	NEED_ROOT(fx);
@@ -163,44 +187,71 @@ static void test_incremental(void **state)
 	set_ok(fx, "ns/b", NULL, b);
 	assert_int_equal(lb_maps_flush(fx->m, &st), 0);
 	id_before = lb_maps_fe_id(fx->m, &a->fe[0]);
+	v = master4(fx, "10.96.0.2", &found);
 
-	/* Scale b down to 2: the master is rewritten, one slot and one backend go; a is untouched. */
+	/* Scale b down to 2 (10.1.2.1 and .2 stay): they keep their slots; one backend goes. */
+	for (uint32_t s = 0; s < 2; s++)
+		kept[s] = slot_id(fx, v.slot_base + s);
 	b2 = svc("b", "10.96.0.2", 2, 2, NULL);
 	set_ok(fx, "ns/b", b, b2);
 	assert_int_equal(lb_maps_flush(fx->m, &st), 0);
-	assert_int_equal(st.updates, 1);
-	assert_int_equal(st.deletes, 2);
-	v = master4(fx, "10.96.0.2", 0, &found);
-	assert_int_equal(v.count, 2);
-	master4(fx, "10.96.0.2", 3, &found);
-	assert_false(found);
+	assert_int_equal(st.syscalls, 1);  /* the master (count 3 -> 2) */
+	assert_int_equal(st.updates, 1);   /* no slot rewritten */
+	v2 = master4(fx, "10.96.0.2", &found);
+	assert_int_equal(v2.count, 2);
+	assert_int_equal(v2.slot_base, v.slot_base);
+	for (uint32_t s = 0; s < 2; s++)
+		assert_int_equal(slot_id(fx, v2.slot_base + s), kept[s]);
 	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), 5);
+	assert_int_equal(lb_maps_quarantined(fx->m), 1); /* the backend's id */
 
-	/* Change a's algorithm on the live service: only its master is written. */
+	/* Up to 5: more than its range of 4 holds, so it moves; the old range waits. */
+	b3 = svc("b", "10.96.0.2", 2, 5, NULL);
+	set_ok(fx, "ns/b", b2, b3);
+	assert_int_equal(lb_maps_flush(fx->m, &st), 0);
+	v2 = master4(fx, "10.96.0.2", &found);
+	assert_int_equal(v2.count, 5);
+	assert_int_equal(v2.slot_order, 3);
+	assert_int_not_equal(v2.slot_base, v.slot_base);
+	for (uint32_t s = 0; s < 5; s++)
+		assert_int_equal(ntohs(slot_backend(fx, &v2, s).port), 8080);
+	old_base = v.slot_base;
+	assert_int_equal(lb_maps_quarantined(fx->m), 2);
+	assert_int_equal(lb_maps_used(fx->m, LBM_SLOTS), 4 + 4 + 8);
+	/* Freed things come back only after two grace periods. */
+	assert_int_equal(lb_maps_grace(fx->m), 0);
+	assert_int_equal(lb_maps_grace(fx->m), 2);
+	assert_int_equal(lb_maps_quarantined(fx->m), 0);
+	assert_int_equal(lb_maps_used(fx->m, LBM_SLOTS), 4 + 8);
+	(void)old_base;
+
+	/* Change a's algorithm and affinity on the live service: only its master is written. */
 	a2 = svc("a", "10.96.0.1", 1, 3, "{\"sessionAffinity\": \"ClientIP\"}");
 	a2->algorithm = LB_ALG_MAGLEV;
 	set_ok(fx, "ns/a", a, a2);
 	assert_int_equal(lb_maps_flush(fx->m, &st), 0);
 	assert_int_equal(st.updates, 1);
 	assert_int_equal(st.deletes, 0);
-	v = master4(fx, "10.96.0.1", 0, &found);
+	v = master4(fx, "10.96.0.1", &found);
 	assert_int_equal(v.algorithm, LB_A_MAGLEV);
 	assert_int_equal(v.flags & LB_F_AFFINITY, LB_F_AFFINITY);
 	assert_int_equal(v.affinity_timeout, 10800);
-	id_after = lb_maps_fe_id(fx->m, &a2->fe[0]);
-	assert_int_equal(id_before, id_after);
+	assert_int_equal(lb_maps_fe_id(fx->m, &a2->fe[0]), id_before);
 
-	/* Delete a: its master, slots, revnat and backends go; b stays. */
+	/* Delete a: its master goes, its reverse NAT and backends are cleared; b stays. */
 	set_ok(fx, "ns/a", a2, NULL);
 	assert_int_equal(lb_maps_flush(fx->m, &st), 0);
-	assert_int_equal(st.deletes, 1 + 3 + 1 + 3);
-	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 3);
-	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), 2);
+	assert_int_equal(st.deletes, 1);
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 1);
+	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), 5);
 	assert_int_equal(lbt_count(fx->fd[LBM_RN4]), 1);
+	master4(fx, "10.96.0.1", &found);
+	assert_false(found);
 	lb_svc_free(a);
 	lb_svc_free(a2);
 	lb_svc_free(b);
 	lb_svc_free(b2);
+	lb_svc_free(b3);
 }
 
 static void test_shared_backend(void **state)
@@ -223,42 +274,90 @@ static void test_shared_backend(void **state)
 	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
 	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), 0);
 	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 0);
+	assert_int_equal(lbt_count(fx->fd[LBM_RN4]), 0);
 	lb_svc_free(a);
 	lb_svc_free(b);
 }
 
-static void test_full_map(void **state)
+/* b is refused naming `map`; nothing of it gets in; a keeps working. */
+static void refused(struct fx *fx, struct lb_svc *b, const char *map)
+{
+	char *err = NULL;
+
+	assert_int_equal(lb_maps_service_set(fx->m, "ns/b", NULL, b, &err), -ENOSPC);
+	assert_non_null(err);
+	if (!strstr(err, map) || !strstr(err, "ns/b"))
+		fail_msg("unexpected error: %s", err);
+	free(err);
+	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 1);
+	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), 3);
+}
+
+static int setup_one_frontend(void **state)
+{
+	return setup_with(state, 1, 1024, 1024);
+}
+
+static int setup_few_slots(void **state)
+{
+	return setup_with(state, 1024, 4, 1024);
+}
+
+static int setup_512_slots(void **state)
+{
+	return setup_with(state, 1024, 512, 1024);
+}
+
+static int setup_few_backends(void **state)
+{
+	return setup_with(state, 1024, 1024, 4); /* ids 1..3 */
+}
+
+static void full_then_fits(void **state, const char *map, int graces)
 {
 	struct fx *fx = *state;
 	struct lb_svc *a, *b;
 	char *err = NULL;
 
 	NEED_ROOT(fx);
-	/* lb4_services holds 5: a takes 4 (master + 3), b would need 3 more. */
 	a = svc("a", "10.96.0.1", 1, 3, NULL);
 	b = svc("b", "10.96.0.2", 2, 2, NULL);
 	set_ok(fx, "ns/a", NULL, a);
-	assert_int_equal(lb_maps_service_set(fx->m, "ns/b", NULL, b, &err), -ENOSPC);
-	assert_non_null(err);
-	assert_non_null(strstr(err, "lb4_services"));
-	assert_non_null(strstr(err, "ns/b"));
-	free(err);
 	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
-	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 4);
-	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), 3); /* nothing of b leaked in */
-	assert_int_equal(lb_maps_used(fx->m, LBM_SVC4), 4);
-	/* a goes: b fits once a's entries are out of the map (upserts go before deletes). */
+	refused(fx, b, map);
+	/* a goes: b fits once a is out of the map and what it held has been through the grace. */
 	set_ok(fx, "ns/a", a, NULL);
 	assert_true(lb_maps_take_released(fx->m));
-	assert_int_equal(lb_maps_service_set(fx->m, "ns/b", NULL, b, &err), -ENOSPC);
-	free(err);
 	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
+	for (int i = 0; i < graces; i++) {
+		assert_int_equal(lb_maps_service_set(fx->m, "ns/b", NULL, b, &err), -ENOSPC);
+		assert_non_null(strstr(err, "grace"));
+		free(err);
+		lb_maps_grace(fx->m);
+	}
 	set_ok(fx, "ns/b", NULL, b);
 	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
-	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 3);
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 1);
 	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), 2);
 	lb_svc_free(a);
 	lb_svc_free(b);
+}
+
+static void test_full_services(void **state)
+{
+	/* A master is deleted at once: no grace needed for the hash map. */
+	full_then_fits(state, "lb4_services", 0);
+}
+
+static void test_full_slots(void **state)
+{
+	full_then_fits(state, "lb_slots", 2);
+}
+
+static void test_full_backends(void **state)
+{
+	full_then_fits(state, "lb4_backends", 2);
 }
 
 static void test_conflict(void **state)
@@ -278,13 +377,63 @@ static void test_conflict(void **state)
 	lb_svc_free(b);
 }
 
+/* Services of every size come and go: everything comes back, nothing leaks. */
+static void test_churn(void **state)
+{
+	struct fx *fx = *state;
+	struct lb_svc *cur[20] = {0};
+	char name[16], ip[32];
+
+	NEED_ROOT(fx);
+	for (int round = 0; round < 6; round++) {
+		for (int i = 0; i < 20; i++) {
+			struct lb_svc *next = NULL;
+
+			snprintf(name, sizeof(name), "s%d", i);
+			snprintf(ip, sizeof(ip), "10.96.1.%d", i + 1);
+			if ((i + round) % 3)
+				next = svc(name, ip, i % 7 + 1, (i * 7 + round * 5) % 7 + 1, NULL);
+			set_ok(fx, name, cur[i], next);
+			lb_svc_free(cur[i]);
+			cur[i] = next;
+		}
+		assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
+		lb_maps_grace(fx->m);
+	}
+	for (int i = 0; i < 20; i++) {
+		snprintf(name, sizeof(name), "s%d", i);
+		set_ok(fx, name, cur[i], NULL);
+		lb_svc_free(cur[i]);
+	}
+	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
+	lb_maps_grace(fx->m);
+	lb_maps_grace(fx->m);
+	assert_int_equal(lb_maps_quarantined(fx->m), 0);
+	assert_int_equal(lb_maps_used(fx->m, LBM_SLOTS), 0);
+	assert_int_equal(lb_maps_used(fx->m, LBM_BE4), 0);
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 0);
+	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), 0);
+	assert_int_equal(lbt_count(fx->fd[LBM_RN4]), 0);
+	/* One range as large as the whole array can be had again: nothing is in pieces. */
+	{
+		struct lb_svc *big = svc("big", "fd00:96::2", 9, 300, NULL);
+
+		set_ok(fx, "big", NULL, big);
+		assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
+		assert_int_equal(lb_maps_used(fx->m, LBM_SLOTS), 512);
+		lb_svc_free(big);
+	}
+}
+
 static void test_adopt_and_prune(void **state)
 {
 	struct fx *fx = *state;
 	struct lb_flush_stats st;
 	struct lb_svc *a, *b, *a2;
+	struct lb_svc_val v, v2;
 	uint32_t rn_a, be_a, nbe = 0;
 	struct lb_ip ip;
+	int found;
 
 	NEED_ROOT(fx);
 	a = svc("a", "10.96.0.1", 1, 3, NULL);
@@ -296,27 +445,31 @@ static void test_adopt_and_prune(void **state)
 	lb_ip_parse("10.1.1.2", &ip);
 	be_a = lb_maps_be_id(fx->m, &ip, 8080, IPPROTO_TCP);
 	assert_int_not_equal(be_a, 0);
+	v = master4(fx, "10.96.0.1", &found);
 
 	/* "Restart": a new writer on the same maps. */
 	lb_maps_free(fx->m);
 	assert_int_equal(lb_maps_new(fx->fd, fx->max, &fx->m), 0);
 	assert_int_equal(lb_maps_adopt(fx->m, &nbe), 2);
 	assert_int_equal(nbe, 5);
+	assert_int_equal(lb_maps_used(fx->m, LBM_SLOTS), 4 + 2);
 
-	/* The store has a (unchanged) but b is gone: a costs no write, ids are kept. */
+	/* The store has a (unchanged) but b is gone: a costs no write, ids and range are kept. */
 	a2 = svc("a", "10.96.0.1", 1, 3, NULL);
 	set_ok(fx, "ns/a", NULL, a2);
 	assert_int_equal(lb_maps_flush(fx->m, &st), 0);
-	assert_int_equal(st.updates + st.deletes, 0);
+	assert_int_equal(st.updates + st.deletes + st.syscalls, 0);
 	assert_int_equal(lb_maps_fe_id(fx->m, &a2->fe[0]), rn_a);
 	assert_int_equal(lb_maps_be_id(fx->m, &ip, 8080, IPPROTO_TCP), be_a);
+	v2 = master4(fx, "10.96.0.1", &found);
+	assert_memory_equal(&v, &v2, sizeof(v));
 	/* b's entries are still in place until the prune. */
-	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 7);
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 2);
 	assert_int_equal(lb_maps_prune(fx->m, &st), 0);
-	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 4);
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 1);
 	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), 3);
 	assert_int_equal(lbt_count(fx->fd[LBM_RN4]), 1);
-	/* A new backend gets an id no adopted one had. */
+	/* A new backend gets an id no adopted one had (b's wait out their grace). */
 	lb_svc_free(a);
 	a = svc("a", "10.96.0.1", 1, 4, NULL);
 	set_ok(fx, "ns/a", a2, a);
@@ -332,31 +485,45 @@ static void test_adopt_crash_leftovers(void **state)
 {
 	struct fx *fx = *state;
 	struct lb4_key k = {.port = htons(80), .proto = IPPROTO_TCP};
-	struct lb_svc_val v = {.backend_id = 77, .rev_nat_id = 9};
-	struct lb4_revnat rn = {0};
+	struct lb_svc_val v, bad;
+	struct lb4_revnat rn = {.port = htons(81), .proto = IPPROTO_TCP};
+	struct lb4_backend dup;
 	struct lb_svc *a;
-	__u32 id = 42;
+	__u32 id = 42, dup_id = 50, be1;
+	int found;
 
 	NEED_ROOT(fx);
-	/* A slot past its master's count, an orphan slot and an orphan revnat entry. */
+	/*
+	 * What a crash (or another writer) can leave: a master whose range
+	 * overlaps a's, with a rev_nat_id of its own; a reverse NAT entry
+	 * nobody owns; a second id for one of a's backends.
+	 */
 	a = svc("a", "10.96.0.1", 1, 1, NULL);
 	set_ok(fx, "ns/a", NULL, a);
 	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
-	inet_pton(AF_INET, "10.96.0.1", &k.addr);
-	k.slot = 5;
-	assert_int_equal(bpf_map_update_elem(fx->fd[LBM_SVC4], &k, &v, BPF_ANY), 0);
+	v = master4(fx, "10.96.0.1", &found);
+	bad = v;
+	bad.rev_nat_id = 9;
 	inet_pton(AF_INET, "10.96.9.9", &k.addr);
-	k.slot = 1;
-	assert_int_equal(bpf_map_update_elem(fx->fd[LBM_SVC4], &k, &v, BPF_ANY), 0);
+	assert_int_equal(bpf_map_update_elem(fx->fd[LBM_SVC4], &k, &bad, BPF_ANY), 0);
 	assert_int_equal(bpf_map_update_elem(fx->fd[LBM_RN4], &id, &rn, BPF_ANY), 0);
+	be1 = slot_id(fx, v.slot_base);
+	assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_BE4], &be1, &dup), 0);
+	assert_int_equal(bpf_map_update_elem(fx->fd[LBM_BE4], &dup_id, &dup, BPF_ANY), 0);
 
 	lb_maps_free(fx->m);
 	assert_int_equal(lb_maps_new(fx->fd, fx->max, &fx->m), 0);
-	assert_true(lb_maps_adopt(fx->m, NULL) >= 1);
+	assert_int_equal(lb_maps_adopt(fx->m, NULL), 2);
 	set_ok(fx, "ns/a", NULL, a);
 	assert_int_equal(lb_maps_prune(fx->m, NULL), 0);
-	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 2);
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 1);
 	assert_int_equal(lbt_count(fx->fd[LBM_RN4]), 1);
+	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), 1);
+	/* a still points at a slot with its backend. */
+	v = master4(fx, "10.96.0.1", &found);
+	assert_true(found);
+	assert_int_equal(v.count, 1);
+	assert_int_equal(ntohs(slot_backend(fx, &v, 0).port), 8080);
 	lb_svc_free(a);
 }
 
@@ -369,14 +536,16 @@ static void test_dual_stack(void **state)
 	a = svc("a6", "fd00:96::1", 1, 2, NULL);
 	set_ok(fx, "ns/a6", NULL, a);
 	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
-	assert_int_equal(lbt_count(fx->fd[LBM_SVC6]), 3);
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC6]), 1);
 	assert_int_equal(lbt_count(fx->fd[LBM_BE6]), 2);
 	assert_int_equal(lbt_count(fx->fd[LBM_RN6]), 1);
 	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 0);
+	assert_int_equal(lbt_count(fx->fd[LBM_RN4]), 0);
 	set_ok(fx, "ns/a6", a, NULL);
 	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
 	assert_int_equal(lbt_count(fx->fd[LBM_SVC6]), 0);
 	assert_int_equal(lbt_count(fx->fd[LBM_BE6]), 0);
+	assert_int_equal(lbt_count(fx->fd[LBM_RN6]), 0);
 	lb_svc_free(a);
 }
 
@@ -386,8 +555,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_layout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_incremental, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shared_backend, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_full_map, setup_small, teardown),
+		cmocka_unit_test_setup_teardown(test_full_services, setup_one_frontend, teardown),
+		cmocka_unit_test_setup_teardown(test_full_slots, setup_few_slots, teardown),
+		cmocka_unit_test_setup_teardown(test_full_backends, setup_few_backends, teardown),
 		cmocka_unit_test_setup_teardown(test_conflict, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_churn, setup_512_slots, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_and_prune, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_crash_leftovers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dual_stack, setup, teardown),

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -141,6 +142,7 @@ static int setup(void **state)
 	fx->skel = lb_sock__open();
 	assert_non_null(fx->skel);
 	assert_int_equal(bpf_map__reuse_fd(fx->skel->maps.lb4_services, fx->fd[LBM_SVC4]), 0);
+	assert_int_equal(bpf_map__reuse_fd(fx->skel->maps.lb_slots, fx->fd[LBM_SLOTS]), 0);
 	assert_int_equal(bpf_map__reuse_fd(fx->skel->maps.lb6_services, fx->fd[LBM_SVC6]), 0);
 	assert_int_equal(bpf_map__reuse_fd(fx->skel->maps.lb4_backends, fx->fd[LBM_BE4]), 0);
 	assert_int_equal(bpf_map__reuse_fd(fx->skel->maps.lb6_backends, fx->fd[LBM_BE6]), 0);
@@ -434,6 +436,27 @@ static void test_affinity(void **state)
 	for (int round = 0; round < 40 && !changed; round++) {
 		assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_AFF], &ak, &av), 0);
 		av.last_used_ns = 0; /* long ago */
+		assert_int_equal(bpf_map_update_elem(fx->fd[LBM_AFF], &ak, &av, BPF_ANY), 0);
+		assert_int_equal(tcp_connect(AF_INET, "127.77.0.4", 80, &s), 0);
+		changed = accepted_by(fx) != first;
+		close(s);
+	}
+	assert_true(changed);
+
+	/*
+	 * A fresh entry whose slot no longer holds its backend (the backend left
+	 * the service, or the frontend's rev_nat_id belonged to another one
+	 * before) is not honoured either: the client is not sent elsewhere.
+	 */
+	first = !first; /* the backend it sticks to now */
+	changed = 0;
+	for (int round = 0; round < 40 && !changed; round++) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_AFF], &ak, &av), 0);
+		av.slot ^= 1; /* the other backend's slot */
+		av.last_used_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 		assert_int_equal(bpf_map_update_elem(fx->fd[LBM_AFF], &ak, &av, BPF_ANY), 0);
 		assert_int_equal(tcp_connect(AF_INET, "127.77.0.4", 80, &s), 0);
 		changed = accepted_by(fx) != first;
