@@ -78,6 +78,7 @@ struct lb_sv {
 	char *error;		  /* why the last change was refused, or NULL */
 	bool dirty;
 	struct lb_sv *dnext;
+	struct lb_sv *enext, *eprev; /* in lb.errs while error is set */
 	char key[];
 };
 
@@ -95,7 +96,13 @@ struct lb {
 	struct lb_sv *dirty;
 	bool flush_pending, live;
 	int synced; /* bit 0: Service, bit 1: EndpointSlice */
-	size_t n_errors;
+	/*
+	 * Kept as services change, so that a flush costs what changed, not
+	 * what exists: the refused services (retried when room comes back) and
+	 * the counts behind the metrics.
+	 */
+	struct lb_sv *errs;
+	size_t n_errors, n_svc_fe, n_fe;
 
 	/*
 	 * A failed map write is retried with backoff (lb_sync.c): the error while

@@ -461,21 +461,10 @@ static void drop_events(struct lb *lb)
 static void set_health(struct lb *lb)
 {
 	struct axn_mod *self = lb->self;
-	const char *first = NULL;
+	const char *first = lb->errs ? lb->errs->error : NULL;
+	size_t n = lb->n_errors;
 	char reason[512];
-	size_t n = 0;
 
-	lb_ht_foreach(&lb->svcs, nd, nx) {
-		struct lb_sv *sv = (struct lb_sv *)nd;
-
-		(void)nx;
-		if (sv->error) {
-			n++;
-			if (!first)
-				first = sv->error;
-		}
-	}
-	lb->n_errors = n;
 	if (lb->write_err) {
 		/* The maps lag behind what the services want until a retry gets through. */
 		int k = snprintf(reason, sizeof(reason),
@@ -494,6 +483,41 @@ static void set_health(struct lb *lb)
 	}
 	snprintf(reason, sizeof(reason), "%zu service(s) not programmed; %s", n, first);
 	self->host->set_state(self, AXN_STATE_DEGRADED, reason);
+}
+
+/* What a service adds to the counts (sign +1) or takes away (-1). */
+static void sv_account(struct lb *lb, struct lb_sv *sv, int sign)
+{
+	size_t nfe = sv->cur ? sv->cur->n_fe : 0;
+
+	if (nfe) {
+		lb->n_svc_fe += sign > 0 ? 1 : (size_t)-1;
+		lb->n_fe += sign > 0 ? nfe : -nfe;
+	}
+}
+
+/* err (malloc'd, taken) or NULL: the service is refused, or not any more. */
+static void sv_set_error(struct lb *lb, struct lb_sv *sv, char *err)
+{
+	if (sv->error && !err) {
+		if (sv->eprev)
+			sv->eprev->enext = sv->enext;
+		else
+			lb->errs = sv->enext;
+		if (sv->enext)
+			sv->enext->eprev = sv->eprev;
+		sv->enext = sv->eprev = NULL;
+		lb->n_errors--;
+	} else if (!sv->error && err) {
+		sv->eprev = NULL;
+		sv->enext = lb->errs;
+		if (lb->errs)
+			lb->errs->eprev = sv;
+		lb->errs = sv;
+		lb->n_errors++;
+	}
+	free(sv->error);
+	sv->error = err;
 }
 
 /* Translate one dirty service and hand it to the map writer. */
@@ -525,39 +549,29 @@ static int sv_apply(struct lb *lb, struct lb_sv *sv)
 		if (r == -ENOSPC)
 			self->host->metric_add(lb->m_full, 1);
 		self->host->metric_add(lb->m_refused, 1);
-		free(sv->error);
-		sv->error = err ? err : strdup(strerror(-r));
+		sv_set_error(lb, sv, err ? err : strdup(strerror(-r)));
 		lb_svc_free(next);
 		return 0;
 	}
 	if (sv->error)
 		axn_info(self, "service %s: programmed now", sv->key);
-	free(sv->error);
-	sv->error = NULL;
+	sv_set_error(lb, sv, NULL);
 	if (next && next->warning && (!sv->cur || !sv->cur->warning ||
 				      strcmp(sv->cur->warning, next->warning)))
 		axn_warn(self, "service %s: %s", sv->key, next->warning);
+	sv_account(lb, sv, -1);
 	lb_svc_free(sv->cur);
 	sv->cur = next;
+	sv_account(lb, sv, +1);
 	return 0;
 }
 
 static void update_metrics(struct lb *lb)
 {
 	const struct axn_host *h = lb->self->host;
-	size_t nfe = 0, nsv = 0;
 
-	lb_ht_foreach(&lb->svcs, nd, nx) {
-		struct lb_sv *sv = (struct lb_sv *)nd;
-
-		(void)nx;
-		if (sv->cur && sv->cur->n_fe) {
-			nsv++;
-			nfe += sv->cur->n_fe;
-		}
-	}
-	h->metric_set(lb->m_services, (double)nsv);
-	h->metric_set(lb->m_frontends, (double)nfe);
+	h->metric_set(lb->m_services, (double)lb->n_svc_fe);
+	h->metric_set(lb->m_frontends, (double)lb->n_fe);
 	h->metric_set(lb->m_backends,
 		      (double)(lb_maps_used(lb->maps, LBM_BE4) + lb_maps_used(lb->maps, LBM_BE6)));
 }
@@ -683,6 +697,7 @@ int lb_sync_flush(struct lb *lb)
 				r = rr;
 			n++;
 			if (!sv->spec && !sv->n_sl && !sv->cur) {
+				sv_set_error(lb, sv, NULL);
 				lb_ht_remove(&lb->svcs, &sv->n);
 				sv_free(lb, sv);
 			}
@@ -701,11 +716,8 @@ int lb_sync_flush(struct lb *lb)
 		/* Space or a frontend was freed: refused services get another chance, once. */
 		if (pass || !lb_maps_take_released(lb->maps))
 			break;
-		lb_ht_foreach(&lb->svcs, nd, nx) {
-			(void)nx;
-			if (((struct lb_sv *)nd)->error)
-				sv_dirty(lb, (struct lb_sv *)nd);
-		}
+		for (struct lb_sv *sv = lb->errs; sv; sv = sv->enext)
+			sv_dirty(lb, sv);
 		if (!lb->dirty)
 			break;
 	}
@@ -827,6 +839,8 @@ void lb_sync_free(struct lb *lb)
 	memset(&lb->svcs, 0, sizeof(lb->svcs));
 	memset(&lb->slices, 0, sizeof(lb->slices));
 	lb->dirty = NULL;
+	lb->errs = NULL;
+	lb->n_errors = lb->n_svc_fe = lb->n_fe = 0;
 	lb_maps_free(lb->maps);
 	lb->maps = NULL;
 }
