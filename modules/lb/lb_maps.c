@@ -328,13 +328,21 @@ struct qlist {
 struct lb_maps {
 	int fd[LBM_N];
 	uint32_t max[LBM_N];
-	/* The mmapable arrays, mapped. */
-	struct lb_slot *slots;
+	/*
+	 * The mmapable arrays, mapped. Mapping an array maps all its pages at
+	 * once (they count as the agent's RSS), so only the part in use is
+	 * mapped -- ids and slot ranges are handed out lowest first -- and the
+	 * window grows by doubling (arr_cover).
+	 */
+	void *arr[LBM_N];
+	size_t len[LBM_N];
+	uint32_t mapped[LBM_N]; /* elements the window covers */
+	struct lb_slot *slots;	/* = arr[LBM_SLOTS], typed */
 	struct lb4_backend *be4;
 	struct lb6_backend *be6;
 	struct lb4_revnat *rn4;
 	struct lb6_revnat *rn6;
-	size_t len[LBM_N];
+	uint32_t slots_hw; /* no slot range was ever handed out at or above this */
 
 	struct lb_ht fes;
 	struct be_ent *be[2]; /* per family, indexed by backend id */
@@ -611,28 +619,82 @@ static struct be_ent *be_get(struct lb_maps *m, const struct l4key *k, uint32_t 
 	return b;
 }
 
-/*
- * Map an array as large as the kernel made it (what it holds decides the
- * ids and ranges there are, whatever the configuration said).
- */
-static int map_array(struct lb_maps *m, int id, void **ret_p)
+static const int arrays[] = {LBM_SLOTS, LBM_BE4, LBM_BE6, LBM_RN4, LBM_RN6};
+
+static size_t arr_stride(int id)
+{
+	/* The kernel lays array elements out 8-byte aligned. */
+	return (lb_map_defs[id].value_size + 7) & ~(size_t)7;
+}
+
+static void arr_typed(struct lb_maps *m)
+{
+	m->slots = m->arr[LBM_SLOTS];
+	m->be4 = m->arr[LBM_BE4];
+	m->be6 = m->arr[LBM_BE6];
+	m->rn4 = m->arr[LBM_RN4];
+	m->rn6 = m->arr[LBM_RN6];
+}
+
+/* Map elements [0, n) of array id (n <= max), replacing the current window. */
+static int arr_map(struct lb_maps *m, int id, uint32_t n)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	size_t len = ((size_t)n * arr_stride(id) + (size_t)pg - 1) & ~((size_t)pg - 1);
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd[id], 0);
+
+	if (p == MAP_FAILED)
+		return -errno;
+	if (m->arr[id])
+		munmap(m->arr[id], m->len[id]);
+	m->arr[id] = p;
+	m->len[id] = len;
+	/* What the pages hold, up to the array's end. */
+	m->mapped[id] = (uint32_t)(len / arr_stride(id) < m->max[id] ? len / arr_stride(id) : m->max[id]);
+	arr_typed(m);
+	return 0;
+}
+
+/* The window of array id covers elements [0, n): grown (doubling) if it does not. */
+static int arr_cover(struct lb_maps *m, int id, uint32_t n)
+{
+	uint32_t want = m->mapped[id] ? m->mapped[id] : 1;
+
+	if (n > m->max[id])
+		n = m->max[id];
+	if (n <= m->mapped[id] && m->arr[id])
+		return 0;
+	while (want < n)
+		want = want > m->max[id] / 2 ? m->max[id] : want * 2;
+	return arr_map(m, id, want);
+}
+
+/* Before a flush writes: every id and slot range handed out is in a window. */
+static int arr_cover_all(struct lb_maps *m)
+{
+	int r;
+
+	if ((r = arr_cover(m, LBM_SLOTS, m->slots_hw)) < 0 ||
+	    (r = arr_cover(m, LBM_BE4, m->be_ids[0].fresh)) < 0 ||
+	    (r = arr_cover(m, LBM_BE6, m->be_ids[1].fresh)) < 0 ||
+	    (r = arr_cover(m, LBM_RN4, m->rn_ids.fresh)) < 0 ||
+	    (r = arr_cover(m, LBM_RN6, m->rn_ids.fresh)) < 0)
+		return r;
+	return 0;
+}
+
+/* How large the kernel made the array (what it holds decides the ids and ranges there are). */
+static int arr_size(struct lb_maps *m, int id)
 {
 	struct bpf_map_info info = {0};
 	__u32 ilen = sizeof(info);
-	long pg = sysconf(_SC_PAGESIZE);
-	size_t stride = (lb_map_defs[id].value_size + 7) & ~(size_t)7, len;
-	void *p;
 
-	if (m->fd[id] < 0 || bpf_obj_get_info_by_fd(m->fd[id], &info, &ilen) < 0 ||
-	    !info.max_entries)
+	if (m->fd[id] < 0 || bpf_obj_get_info_by_fd(m->fd[id], &info, &ilen) < 0)
+		return -EINVAL;
+	if (info.type != BPF_MAP_TYPE_ARRAY || !(info.map_flags & BPF_F_MMAPABLE) ||
+	    !info.max_entries || info.value_size != lb_map_defs[id].value_size)
 		return -EINVAL;
 	m->max[id] = info.max_entries;
-	len = ((size_t)m->max[id] * stride + (size_t)pg - 1) & ~((size_t)pg - 1);
-	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd[id], 0);
-	if (p == MAP_FAILED)
-		return -errno;
-	m->len[id] = len;
-	*ret_p = p;
 	return 0;
 }
 
@@ -649,12 +711,9 @@ int lb_maps_new(const int fd[LBM_N], const uint32_t max[LBM_N], struct lb_maps *
 	m->fes.koff = sizeof(struct lb_node);
 	m->fes.ksz = sizeof(struct l4key);
 	m->full = -1;
-	if ((r = map_array(m, LBM_SLOTS, (void **)&m->slots)) < 0 ||
-	    (r = map_array(m, LBM_BE4, (void **)&m->be4)) < 0 ||
-	    (r = map_array(m, LBM_BE6, (void **)&m->be6)) < 0 ||
-	    (r = map_array(m, LBM_RN4, (void **)&m->rn4)) < 0 ||
-	    (r = map_array(m, LBM_RN6, (void **)&m->rn6)) < 0)
-		goto fail;
+	for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
+		if ((r = arr_size(m, arrays[i])) < 0)
+			goto fail;
 	r = -ENOMEM;
 	/* calloc: a large array is untouched memory until backends use it. */
 	if (!(m->be[0] = calloc(m->max[LBM_BE4], sizeof(struct be_ent))) ||
@@ -682,15 +741,11 @@ static void fe_free(struct fe_ent *e)
 
 void lb_maps_free(struct lb_maps *m)
 {
-	void *arrays[] = {[LBM_SLOTS] = m ? m->slots : NULL, [LBM_BE4] = m ? m->be4 : NULL,
-			  [LBM_BE6] = m ? m->be6 : NULL, [LBM_RN4] = m ? m->rn4 : NULL,
-			  [LBM_RN6] = m ? m->rn6 : NULL};
-
 	if (!m)
 		return;
-	for (int i = 0; i < (int)(sizeof(arrays) / sizeof(arrays[0])); i++)
-		if (arrays[i])
-			munmap(arrays[i], m->len[i]);
+	for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
+		if (m->arr[arrays[i]])
+			munmap(m->arr[arrays[i]], m->len[arrays[i]]);
 	lb_ht_foreach(&m->fes, n, nx) fe_free((struct fe_ent *)n);
 	free(m->fes.b);
 	free(m->bi);
@@ -893,6 +948,8 @@ static int adopt_masters_cb(struct lb_maps *m, int fam, const void *keys, const 
 		else if (v[i].slot_order != ORDER_NONE) {
 			e->base = v[i].slot_base;
 			e->order = v[i].slot_order;
+			if (e->base + (1u << e->order) > m->slots_hw)
+				m->slots_hw = e->base + (1u << e->order);
 		}
 		if (lb_ht_insert(&m->fes, &e->n) < 0) {
 			free(e);
@@ -932,6 +989,10 @@ int lb_maps_adopt(struct lb_maps *m, uint32_t *ret_backends)
 
 	if (!owner)
 		return -ENOMEM;
+	/* The arrays whole while they are read; only what is in use stays mapped. */
+	for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
+		if ((r = arr_map(m, arrays[i], m->max[arrays[i]])) < 0)
+			goto out;
 	if ((r = adopt_backends(m, 0)) < 0 || (r = adopt_backends(m, 1)) < 0 ||
 	    (r = map_walk(m, LBM_SVC4, 4, adopt_masters_cb)) < 0 ||
 	    (r = map_walk(m, LBM_SVC6, 6, adopt_masters_cb)) < 0)
@@ -954,6 +1015,16 @@ int lb_maps_adopt(struct lb_maps *m, uint32_t *ret_backends)
 			e->rev_nat_id = ids_alloc(&m->rn_ids);
 			e->unsure = true;
 		}
+	}
+	for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++) {
+		int id = arrays[i];
+		uint32_t n = id == LBM_SLOTS ? m->slots_hw
+			     : id == LBM_BE4 ? m->be_ids[0].fresh
+			     : id == LBM_BE6 ? m->be_ids[1].fresh
+					     : m->rn_ids.fresh;
+
+		/* A window that cannot shrink stays whole: memory, not state. */
+		(void)arr_map(m, id, n ? n : 1);
 	}
 	if (ret_backends)
 		*ret_backends = m->be_ids[0].n_used + m->be_ids[1].n_used;
@@ -1008,6 +1079,8 @@ static int fe_room(struct lb_maps *m, struct fe_ent *e)
 		bd_free(&m->slots_bd, e->pbase, e->porder);
 	e->pbase = base;
 	e->porder = (uint8_t)o;
+	if (base + (1u << o) > m->slots_hw)
+		m->slots_hw = base + (1u << o);
 	return 0;
 }
 
@@ -1606,6 +1679,8 @@ int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st)
 		p.master_up[f] = (struct ops){.ksz = ksz, .vsz = sizeof(struct lb_svc_val)};
 		p.master_del[f] = (struct ops){.ksz = ksz};
 	}
+	if ((r = arr_cover_all(m)) < 0)
+		goto out;
 	/* 1. Backends, then what points at them: reverse NAT and slots. Memory only. */
 	for (int f = 0; f < 2; f++)
 		for (uint32_t id = m->bdirty[f]; id; id = m->be[f][id].dnext) {

@@ -73,8 +73,11 @@ mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 verdict() { awk -v v="$1" -v t="$2" 'BEGIN { print (v + 0 <= t + 0) ? "ok" : "OVER" }'; }
 
 lb_conf() { # NODE STATEDIR [nolb]
-	local lbmax=$((N * (B + 1) + 1024))
+	local lbmax=$((N * (B + 1) + 1024)) range=1 slots
 	[ "$lbmax" -lt 65536 ] && lbmax=65536
+	while [ "$range" -lt "$B" ]; do range=$((range * 2)); done # a frontend's slots: a power of two
+	slots=$((N * range + 1024))
+	[ "$slots" -lt 262144 ] && slots=262144
 	if [ "${3:-}" = nolb ]; then
 		lab_conf "$1" - <<-EOF
 			modules = ( "statedir" );
@@ -84,7 +87,7 @@ lb_conf() { # NODE STATEDIR [nolb]
 		lab_conf "$1" - <<-EOF
 			modules = ( "statedir", "lb" );
 			statedir: { path = "$2"; };
-			lb: { services_max = $lbmax; backends_max = $lbmax; revnat_max = $lbmax; };
+			lb: { services_max = $lbmax; slots_max = $slots; backends_max = $lbmax; revnat_max = $lbmax; };
 		EOF
 	fi
 }
