@@ -520,13 +520,11 @@ static void sv_set_error(struct lb *lb, struct lb_sv *sv, char *err)
 	sv->error = err;
 }
 
-/* Translate one dirty service and hand it to the map writer. */
-static int sv_apply(struct lb *lb, struct lb_sv *sv)
+/* A dirty service's Service and slices -> what it wants in the maps (NULL: nothing). Pure. */
+static int sv_translate(const struct lb_sv *sv, struct lb_svc **ret_next)
 {
-	struct axn_mod *self = lb->self;
-	const struct lb_slice *small[8], **slices = small;
+	const struct lb_slice *small[8] = {0}, **slices = small;
 	struct lb_svc *next = NULL;
-	char *err = NULL;
 	int r;
 
 	if (sv->spec) {
@@ -541,6 +539,65 @@ static int sv_apply(struct lb *lb, struct lb_sv *sv)
 		if (r < 0)
 			return r;
 	}
+	*ret_next = next;
+	return 0;
+}
+
+/*
+ * Translating many dirty services (a sync) is split between this thread and
+ * a second one: each service's translation reads only its own parsed
+ * Service and slices, which nothing changes meanwhile. The claims that
+ * follow stay on this thread, in order.
+ */
+#define TRANSLATE_PARALLEL_MIN 1024
+
+struct xlate {
+	struct lb_sv **svs;
+	struct lb_svc **out;
+	int *r;
+	size_t from, to;
+};
+
+static void *xlate_run(void *arg)
+{
+	struct xlate *x = arg;
+
+	for (size_t i = x->from; i < x->to; i++)
+		x->r[i] = sv_translate(x->svs[i], &x->out[i]);
+	return NULL;
+}
+
+static void translate_all(struct lb_sv **svs, size_t n, struct lb_svc **out, int *r)
+{
+	struct xlate a = {svs, out, r, 0, n}, b = {svs, out, r, n / 2, n};
+	bool spawned = false;
+	pthread_t t;
+
+	if (n >= TRANSLATE_PARALLEL_MIN) {
+		sigset_t all, old;
+
+		/* The agent's signals are for its own thread. */
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		spawned = pthread_create(&t, NULL, xlate_run, &b) == 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	if (spawned)
+		a.to = n / 2;
+	xlate_run(&a);
+	if (spawned)
+		pthread_join(t, NULL);
+}
+
+/* Hand a dirty service's translation (rt: its result) to the map writer. */
+static int sv_apply(struct lb *lb, struct lb_sv *sv, struct lb_svc *next, int rt)
+{
+	struct axn_mod *self = lb->self;
+	char *err = NULL;
+	int r;
+
+	if (rt < 0)
+		return rt;
 	r = lb_maps_service_set(lb->maps, sv->key, sv->cur, next, &err);
 	if (r < 0) {
 		/* Logged once per distinct reason; the old state stays in the maps. */
@@ -689,18 +746,39 @@ int lb_sync_flush(struct lb *lb)
 		lb_maps_reserve(lb->maps, n_fe, n_be);
 
 		lb->dirty = NULL;
-		for (struct lb_sv *sv = list, *next; sv; sv = next) {
-			next = sv->dnext;
-			sv->dirty = false;
-			sv->dnext = NULL;
-			if ((rr = sv_apply(lb, sv)) < 0 && !r)
-				r = rr;
-			n++;
-			if (!sv->spec && !sv->n_sl && !sv->cur) {
-				sv_set_error(lb, sv, NULL);
-				lb_ht_remove(&lb->svcs, &sv->n);
-				sv_free(lb, sv);
+		{
+			struct lb_sv **svs = malloc((n_fe ? n_fe : 1) * sizeof(*svs));
+			struct lb_svc **out = calloc(n_fe ? n_fe : 1, sizeof(*out));
+			int *res = calloc(n_fe ? n_fe : 1, sizeof(*res));
+			size_t k = 0;
+
+			/* Out of memory for the arrays: each service translated as it is applied. */
+			if (svs && out && res) {
+				for (struct lb_sv *sv = list; sv; sv = sv->dnext)
+					svs[k++] = sv;
+				translate_all(svs, k, out, res);
 			}
+			k = 0;
+			for (struct lb_sv *sv = list, *next; sv; sv = next, k++) {
+				struct lb_svc *nx = NULL;
+				int rt = svs && out && res ? (nx = out[k], res[k])
+							   : sv_translate(sv, &nx);
+
+				next = sv->dnext;
+				sv->dirty = false;
+				sv->dnext = NULL;
+				if ((rr = sv_apply(lb, sv, nx, rt)) < 0 && !r)
+					r = rr;
+				n++;
+				if (!sv->spec && !sv->n_sl && !sv->cur) {
+					sv_set_error(lb, sv, NULL);
+					lb_ht_remove(&lb->svcs, &sv->n);
+					sv_free(lb, sv);
+				}
+			}
+			free(svs);
+			free(out);
+			free(res);
 		}
 		t_apply += now_us() - t1;
 		rr = lb_maps_flush(lb->maps, &fst);
