@@ -343,6 +343,7 @@ struct lb_maps {
 	struct lb4_revnat *rn4;
 	struct lb6_revnat *rn6;
 	uint32_t slots_hw; /* no slot range was ever handed out at or above this */
+	uint32_t claim_stores; /* array entries claims wrote, counted in the next flush's stats */
 
 	struct lb_ht fes;
 	struct be_ent *be[2]; /* per family, indexed by backend id */
@@ -593,7 +594,8 @@ static void bi_prefetch(const struct lb_maps *m, uint32_t h)
 		__builtin_prefetch(&m->bi[h & m->bi_mask]);
 }
 
-static struct be_ent *be_get(struct lb_maps *m, const struct l4key *k, uint32_t h, bool create)
+static struct be_ent *be_get(struct lb_maps *m, const struct l4key *k, uint32_t h, bool create,
+			     bool *ret_created)
 {
 	struct be_ent *b = bi_find(m, k, h);
 	int f = fam_idx(k->family);
@@ -616,6 +618,8 @@ static struct be_ent *be_get(struct lb_maps *m, const struct l4key *k, uint32_t 
 		(void)ids_free(&m->be_ids[f], id);
 		return NULL;
 	}
+	if (ret_created)
+		*ret_created = true;
 	return b;
 }
 
@@ -1086,6 +1090,8 @@ static int fe_room(struct lb_maps *m, struct fe_ent *e)
 
 #define CLAIM_GROUP 16
 
+static void be_store(struct lb_maps *m, int f, uint32_t id, const struct be_ent *b);
+
 static int fe_claim(struct lb_maps *m, const char *owner, const struct lb_svc *s,
 		    const struct lb_fe *fe)
 {
@@ -1125,7 +1131,8 @@ static int fe_claim(struct lb_maps *m, const char *owner, const struct lb_svc *s
 		}
 		for (size_t i = 0; i < n; i++) {
 			const struct lb_be *be = &fe->be[g + i];
-			struct be_ent *b = be_get(m, &keys[i], hs[i], true);
+			bool created = false;
+			struct be_ent *b = be_get(m, &keys[i], hs[i], true, &created);
 			uint32_t id;
 
 			if (!b)
@@ -1133,6 +1140,18 @@ static int fe_claim(struct lb_maps *m, const char *owner, const struct lb_svc *s
 			id = be_id(m, b);
 			b->refs++;
 			b->state = be->state == LB_BE_TERMINATING ? LB_BS_TERMINATING : LB_BS_ACTIVE;
+			/*
+			 * A new id: nothing points at it (ids are reused only after
+			 * the grace period), so its entry is written right away --
+			 * the flush need not visit it again, which on a large sync
+			 * is one cache miss less per backend.
+			 */
+			if (created && arr_cover(m, f ? LBM_BE6 : LBM_BE4, id + 1) == 0) {
+				be_store(m, f, id, b);
+				b->in_map = true;
+				b->wstate = b->state;
+				m->claim_stores++;
+			}
 			if (!b->in_map || b->wstate != b->state)
 				be_dirty(m, b, f, id);
 			e->bes[e->n_all++] = id;
@@ -1679,6 +1698,8 @@ int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st)
 		p.master_up[f] = (struct ops){.ksz = ksz, .vsz = sizeof(struct lb_svc_val)};
 		p.master_del[f] = (struct ops){.ksz = ksz};
 	}
+	st.updates = m->claim_stores;
+	m->claim_stores = 0;
 	if ((r = arr_cover_all(m)) < 0)
 		goto out;
 	/* 1. Backends, then what points at them: reverse NAT and slots. Memory only. */
@@ -1824,7 +1845,7 @@ uint32_t lb_maps_be_id(struct lb_maps *m, const struct lb_ip *ip, uint16_t port,
 	struct be_ent *b;
 
 	l4key_make(&k, ip, port, proto);
-	b = be_get(m, &k, be_hash(&k), false);
+	b = be_get(m, &k, be_hash(&k), false, NULL);
 	return b ? be_id(m, b) : 0;
 }
 

@@ -589,6 +589,30 @@ static void translate_all(struct lb_sv **svs, size_t n, struct lb_svc **out, int
 		pthread_join(t, NULL);
 }
 
+/*
+ * The claims read each translation once, cold (the other thread may have
+ * written it): a software pipeline over the next ones -- three services
+ * ahead the lb_svc, two ahead its frontends, one ahead their backends --
+ * so that the misses overlap with the work on this one.
+ */
+static void prefetch_lines(const void *p, size_t len, size_t max_lines)
+{
+	for (size_t off = 0; off < len && max_lines--; off += 64)
+		__builtin_prefetch((const char *)p + off);
+}
+
+static void translations_prefetch(struct lb_svc *const *out, size_t k, size_t n)
+{
+	if (k + 3 < n && out[k + 3])
+		__builtin_prefetch(out[k + 3]);
+	if (k + 2 < n && out[k + 2] && out[k + 2]->n_fe)
+		prefetch_lines(out[k + 2]->fe, out[k + 2]->n_fe * sizeof(struct lb_fe), 4);
+	if (k + 1 < n && out[k + 1])
+		for (size_t i = 0; i < out[k + 1]->n_fe && i < 4; i++)
+			prefetch_lines(out[k + 1]->fe[i].be,
+				       out[k + 1]->fe[i].n_be * sizeof(struct lb_be), 8);
+}
+
 /* Hand a dirty service's translation (rt: its result) to the map writer. */
 static int sv_apply(struct lb *lb, struct lb_sv *sv, struct lb_svc *next, int rt)
 {
@@ -764,6 +788,8 @@ int lb_sync_flush(struct lb *lb)
 				int rt = svs && out && res ? (nx = out[k], res[k])
 							   : sv_translate(sv, &nx);
 
+				if (svs && out && res)
+					translations_prefetch(out, k, n_fe);
 				next = sv->dnext;
 				sv->dirty = false;
 				sv->dnext = NULL;
