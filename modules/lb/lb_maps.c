@@ -344,6 +344,7 @@ struct lb_maps {
 	struct lb6_revnat *rn6;
 	uint32_t slots_hw; /* no slot range was ever handed out at or above this */
 	uint32_t claim_stores; /* array entries claims wrote, counted in the next flush's stats */
+	bool adopted;	       /* adoption found entries the prune has not dealt with yet */
 
 	struct lb_ht fes;
 	struct be_ent *be[2]; /* per family, indexed by backend id */
@@ -1032,6 +1033,7 @@ int lb_maps_adopt(struct lb_maps *m, uint32_t *ret_backends)
 	}
 	if (ret_backends)
 		*ret_backends = m->be_ids[0].n_used + m->be_ids[1].n_used;
+	m->adopted = m->fes.n || m->be_ids[0].n_used || m->be_ids[1].n_used;
 	r = (int)m->fes.n;
 out:
 	free(owner);
@@ -1812,18 +1814,27 @@ int lb_maps_prune(struct lb_maps *m, struct lb_flush_stats *ret_st)
 {
 	int r;
 
-	lb_ht_foreach(&m->fes, n, nx) {
-		struct fe_ent *e = (struct fe_ent *)n;
+	/*
+	 * Only adopted entries can be unowned and not dirty (a claim that was
+	 * released made its entries dirty): on a first start there is nothing
+	 * to walk.
+	 */
+	if (m->adopted) {
+		lb_ht_foreach(&m->fes, n, nx) {
+			struct fe_ent *e = (struct fe_ent *)n;
 
-		(void)nx;
-		if (!e->owner)
-			fe_dirty(m, e);
+			(void)nx;
+			if (!e->owner)
+				fe_dirty(m, e);
+		}
+		for (int f = 0; f < 2; f++)
+			for (uint32_t id = 1; id < m->be_ids[f].fresh; id++)
+				if (m->be[f][id].used && !m->be[f][id].refs)
+					be_dirty(m, &m->be[f][id], f, id);
 	}
-	for (int f = 0; f < 2; f++)
-		for (uint32_t id = 1; id < m->be_ids[f].fresh; id++)
-			if (m->be[f][id].used && !m->be[f][id].refs)
-				be_dirty(m, &m->be[f][id], f, id);
 	r = lb_maps_flush(m, ret_st);
+	if (!r)
+		m->adopted = false;
 	if (!r)
 		prune_orphans(m);
 	return r;
