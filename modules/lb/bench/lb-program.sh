@@ -5,6 +5,7 @@
 # store into the lb maps, side by side with a kube-proxy-style iptables-restore
 # of the same N services into a private netns. Prints numbers; asserts nothing.
 # Needs root. LB_BENCH: the lb-bench binary (default: the build dir's).
+# LB_BASELINE_ONLY=1: only the iptables baselines (run.sh prints lb's own table).
 set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "SKIP: needs root"; exit 77; }
 BENCH=${LB_BENCH:-$(dirname "$0")/lb-bench}
@@ -34,7 +35,7 @@ rules() { # N B
 }
 for n in $SIZES; do
 	for b in 1 10; do
-		"$BENCH" program "$n" "$b" | head -1
+		[ "${LB_BASELINE_ONLY:-0}" = 1 ] || "$BENCH" program "$n" "$b" | head -1
 		rules "$n" "$b" >"/tmp/$NS.rules"
 		for tool in iptables-legacy-restore iptables-nft-restore; do
 			command -v "$tool" >/dev/null || continue

@@ -15,9 +15,11 @@
 #  2. The real agent (lb-agent.sh): statedir + lb over 10k Services + 10k
 #     EndpointSlices; exec -> all services in the maps, RSS with a breakdown.
 #
-# Also here, not run by default (each takes minutes next to kube-proxy-style
-# iptables): lb-program.sh (programming vs iptables-restore) and
-# lb-connect.sh (connect() latency vs iptables DNAT).
+#  1b. The kube-proxy-style baseline for (1) in the same run: the same
+#     services as iptables-restore input into an empty netns (lb-program.sh
+#     LB_BASELINE_ONLY=1; 10k by default, LB_BASELINE_SIZES adds 100k).
+# Also here, not run by default: lb-connect.sh (connect() latency vs
+# iptables DNAT; tests/bench/svc-connect.sh is the one make bench runs).
 set -uo pipefail
 
 src=${AXN_SRC:-$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/../../.." && pwd -P)}
@@ -74,7 +76,13 @@ for n in $SIZES; do
 	done
 done
 echo "    (ms: deliveries + read + translate + write; read = parsing the documents (2 threads"
-echo "     from 2048 events) and applying them; write = the map syscalls (2 threads from 8192 entries))"
+echo "     from 2048 events) and applying them; translate: 2 threads from 1024 services, then the"
+echo "     claims; write = the array stores and the masters' syscalls (2 threads from 8192))"
+echo
+echo "kube-proxy baseline in the same run: the same services as iptables-restore input"
+echo "(KUBE-SERVICES -> KUBE-SVC -> KUBE-SEP DNAT), restored into an empty netns"
+echo "(${LB_BASELINE_SIZES:=10000} services; LB_BASELINE_SIZES=\"10000 100000\" adds 100k, minutes with nft)"
+LB_SIZES=$LB_BASELINE_SIZES LB_BASELINE_ONLY=1 "$src/modules/lb/bench/lb-program.sh" || rc=1
 echo
 
 "$src/modules/lb/bench/lb-agent.sh" || rc=1
