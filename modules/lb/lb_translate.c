@@ -20,13 +20,43 @@
 #define ANN_ALGORITHM "service.cilium.io/lb-algorithm"
 #define LABEL_PROXY_NAME "service.kubernetes.io/service-proxy-name"
 
-int lb_ip_parse(const char *s, struct lb_ip *ret_ip)
+/*
+ * Dotted-quad IPv4 as inet_pton(AF_INET) reads it, without its call and
+ * generality: four decimal octets of 0..255, no leading zero, nothing
+ * around them. False for anything else, which inet_pton then decides: this
+ * only ever accepts what inet_pton accepts, with the same result.
+ */
+static bool ip4_parse(const char *s, uint8_t a[4])
+{
+	for (int i = 0; i < 4; i++) {
+		unsigned v;
+
+		if (i && *s++ != '.')
+			return false;
+		if (*s < '0' || *s > '9')
+			return false;
+		v = (unsigned)(*s++ - '0');
+		if (v && *s >= '0' && *s <= '9') {
+			v = v * 10 + (unsigned)(*s++ - '0');
+			if (*s >= '0' && *s <= '9')
+				v = v * 10 + (unsigned)(*s++ - '0');
+		}
+		/* A fourth digit, or a digit after a leading zero: refused as not "." or the end. */
+		if (v > 255)
+			return false;
+		a[i] = (uint8_t)v;
+	}
+	return *s == '\0';
+}
+
+/* lb_ip_parse, inlined where a slice's addresses are read. */
+static inline int ip_parse(const char *s, struct lb_ip *ret_ip)
 {
 	struct lb_ip ip = {0};
 
 	if (!s)
 		return -EINVAL;
-	if (inet_pton(AF_INET, s, ip.a) == 1)
+	if (ip4_parse(s, ip.a) || inet_pton(AF_INET, s, ip.a) == 1)
 		ip.family = 4;
 	else if (inet_pton(AF_INET6, s, ip.a) == 1)
 		ip.family = 6;
@@ -34,6 +64,11 @@ int lb_ip_parse(const char *s, struct lb_ip *ret_ip)
 		return -EINVAL;
 	*ret_ip = ip;
 	return 0;
+}
+
+int lb_ip_parse(const char *s, struct lb_ip *ret_ip)
+{
+	return ip_parse(s, ret_ip);
 }
 
 const char *lb_addr_format(const struct lb_ip *ip, uint16_t port, char *buf, size_t len)
@@ -86,7 +121,34 @@ uint8_t lb_alg_parse(const char *s)
  * time a large sync takes (by the time the store delivers them, its
  * documents are cold). What is kept lands in one allocation per document.
  */
-#define KEY(k, lit) (!strcmp((k), (lit)))
+
+/*
+ * The walk: json_object_foreach goes from the key back to the iterator for
+ * each member (five calls a member); this follows the iterator (four, one of
+ * them for the key's length), so that a key is told from another by its
+ * length and a compare the compiler inlines, not a strcmp call each (the
+ * same answer: jansson's parser refuses a NUL in a key). NULL or a
+ * non-object walks nothing, as with json_object_foreach.
+ */
+#if JANSSON_VERSION_HEX >= 0x020e00
+#define ITER_KEY_LEN(it, k) json_object_iter_key_len(it)
+#else
+#define ITER_KEY_LEN(it, k) strlen(k)
+#endif
+
+#define OBJ_WALK(obj, k, kl, v)                                                         \
+	for (void *it_ = json_object_iter((json_t *)(obj));                             \
+	     it_ && ((k) = json_object_iter_key(it_), (kl) = ITER_KEY_LEN(it_, k),      \
+		     (v) = json_object_iter_value(it_), 1);                             \
+	     it_ = json_object_iter_next((json_t *)(obj), it_))
+
+/* k, kl bytes long, is the literal lit. */
+#define KEY(k, kl, lit) ((kl) == sizeof(lit) - 1 && !memcmp((k), (lit), sizeof(lit) - 1))
+
+/* json_array_foreach without a size call per element. */
+#define ARR_WALK(arr, i, n, v)                                   \
+	for (size_t i = 0, n = json_array_size(arr);             \
+	     i < n && ((v) = json_array_get((arr), i)); i++)
 
 /*
  * A document that jansson built in one go (a parser, json_pack) lies mostly
@@ -96,13 +158,30 @@ uint8_t lb_alg_parse(const char *s)
  */
 #define DOC_PREFETCH_BYTES 4096
 
-static void doc_prefetch(const json_t *doc)
+/*
+ * Always inlined: GCC takes a function that only prefetches for one without
+ * effects (const) and drops the calls to it when it is not inlined.
+ */
+static inline __attribute__((always_inline)) void prefetch_fwd(const void *p, size_t bytes)
 {
-	const char *p = (const char *)doc;
-
-	for (size_t off = 0; off < DOC_PREFETCH_BYTES; off += 64)
-		__builtin_prefetch(p + off);
+	if (!p)
+		return;
+	for (size_t off = 0; off < bytes; off += 64)
+		__builtin_prefetch((const char *)p + off);
 }
+
+static inline __attribute__((always_inline)) void doc_prefetch(const json_t *doc)
+{
+	prefetch_fwd(doc, DOC_PREFETCH_BYTES);
+}
+
+/*
+ * The same, for a member's value the moment a walk meets it: its own
+ * members follow it in memory (jansson allocates an object or array before
+ * what it holds, parsing or packing), and are read only once the walk of
+ * its parent is over.
+ */
+#define SUB_PREFETCH_BYTES 512
 
 /* A growable array that starts in a caller's buffer. */
 struct vec {
@@ -274,15 +353,16 @@ static void slice_port_parse(struct lb_slice_port *sp, json_t *p)
 {
 	const char *k, *pn = NULL;
 	json_int_t num = 0;
+	size_t kl;
 	json_t *v;
 
 	sp->proto = IPPROTO_TCP; /* the default, as for a missing protocol */
-	json_object_foreach(p, k, v) {
-		if (KEY(k, "name"))
+	OBJ_WALK(p, k, kl, v) {
+		if (KEY(k, kl, "name"))
 			pn = json_string_value(v);
-		else if (KEY(k, "port"))
+		else if (KEY(k, kl, "port"))
 			num = json_integer_value(v);
-		else if (KEY(k, "protocol"))
+		else if (KEY(k, kl, "protocol"))
 			sp->proto = proto_parse(json_string_value(v));
 	}
 	sp->port = num >= 1 && num <= 65535 ? (uint16_t)num : 0;
@@ -295,26 +375,26 @@ static int slice_ep_parse(const struct lb_translate_conf *conf, uint8_t family, 
 	const json_t *conds = NULL, *as = NULL, *a;
 	const char *k, *node = NULL;
 	struct lb_slice_addr x = {0}, *y;
+	size_t kl;
 	int ready = -1, serving = -1, terminating = -1;
 	json_t *v;
-	size_t j;
 
-	json_object_foreach(ep, k, v) {
-		if (KEY(k, "addresses"))
+	OBJ_WALK(ep, k, kl, v) {
+		if (KEY(k, kl, "addresses"))
 			as = v;
-		else if (KEY(k, "conditions"))
+		else if (KEY(k, kl, "conditions"))
 			conds = v;
-		else if (KEY(k, "nodeName"))
+		else if (KEY(k, kl, "nodeName"))
 			node = json_string_value(v);
 	}
-	json_object_foreach((json_t *)conds, k, v) {
+	OBJ_WALK(conds, k, kl, v) {
 		int b = json_is_boolean(v) ? json_is_true(v) : -1;
 
-		if (KEY(k, "ready"))
+		if (KEY(k, kl, "ready"))
 			ready = b;
-		else if (KEY(k, "serving"))
+		else if (KEY(k, kl, "serving"))
 			serving = b;
-		else if (KEY(k, "terminating"))
+		else if (KEY(k, kl, "terminating"))
 			terminating = b;
 	}
 	/* Missing (or null) ready/serving mean true, terminating false (API semantics). */
@@ -322,8 +402,8 @@ static int slice_ep_parse(const struct lb_translate_conf *conf, uint8_t family, 
 	x.serving = serving < 0 ? x.ready : serving;
 	x.terminating = terminating < 0 ? 0 : terminating;
 	x.local = node && conf->node_name && !strcmp(node, conf->node_name);
-	json_array_foreach(as, j, a) {
-		if (lb_ip_parse(json_string_value(a), &x.ip) < 0 || x.ip.family != family)
+	ARR_WALK(as, j, n, a) {
+		if (ip_parse(json_string_value(a), &x.ip) < 0 || x.ip.family != family)
 			continue;
 		if (!(y = vec_push(addrs)))
 			return -ENOMEM;
@@ -331,6 +411,17 @@ static int slice_ep_parse(const struct lb_translate_conf *conf, uint8_t family, 
 	}
 	return 0;
 }
+
+/*
+ * An endpoint is a dozen small blocks or more (its object, the members, the
+ * addresses array, strings, the conditions, a targetRef: 1 to 2.5 KB) that
+ * jansson allocated right after the endpoint's object, whether a parser or
+ * json_pack built it. Asking for the next endpoint's while this one is read
+ * overlaps their misses with the work instead of taking them one after the
+ * other. Measured on small and on API-server-sized endpoints: asking further
+ * ahead, or for the exact span up to the endpoint after, was no quicker.
+ */
+#define EP_PREFETCH_BYTES 2560
 
 int lb_slice_parse(const struct lb_translate_conf *conf, const json_t *slice,
 		   struct lb_slice **ret_slice, struct lb_slice_meta *ret_meta)
@@ -342,39 +433,56 @@ int lb_slice_parse(const struct lb_translate_conf *conf, const json_t *slice,
 	struct lb_slice *sl = NULL;
 	const char *k, *at = NULL;
 	uint8_t family;
-	size_t i, names = 0;
+	size_t i, kl, n_eps, names = 0;
 	char *pool;
-	json_t *v;
+	json_t *v, *next;
 	int r = -ENOMEM;
 
 	vec_init(&vp, port_buf, sizeof(port_buf) / sizeof(port_buf[0]), sizeof(port_buf[0]));
 	vec_init(&va, addr_buf, sizeof(addr_buf) / sizeof(addr_buf[0]), sizeof(addr_buf[0]));
 	doc_prefetch(slice);
-	json_object_foreach((json_t *)slice, k, v) {
-		if (KEY(k, "addressType"))
-			at = json_string_value(v);
-		else if (KEY(k, "ports"))
-			ports = v;
-		else if (KEY(k, "endpoints"))
-			eps = v;
-		else if (KEY(k, "metadata"))
-			meta = v;
+	OBJ_WALK(slice, k, kl, v) {
+		switch (k[0]) {
+		case 'a':
+			if (KEY(k, kl, "addressType"))
+				at = json_string_value(v);
+			break;
+		case 'e':
+			if (KEY(k, kl, "endpoints")) {
+				eps = v;
+				/* Its first endpoint, while the rest of the document is read. */
+				prefetch_fwd(json_array_get(eps, 0), EP_PREFETCH_BYTES);
+			}
+			break;
+		case 'm':
+			if (KEY(k, kl, "metadata")) {
+				meta = v;
+				prefetch_fwd(meta, SUB_PREFETCH_BYTES);
+			}
+			break;
+		case 'p':
+			if (KEY(k, kl, "ports")) {
+				ports = v;
+				prefetch_fwd(ports, SUB_PREFETCH_BYTES);
+			}
+			break;
+		}
 	}
 	if (ret_meta) {
 		memset(ret_meta, 0, sizeof(*ret_meta));
-		json_object_foreach((json_t *)meta, k, v) {
-			if (KEY(k, "name"))
+		OBJ_WALK(meta, k, kl, v) {
+			if (KEY(k, kl, "name"))
 				ret_meta->name = json_string_value(v);
-			else if (KEY(k, "namespace"))
+			else if (KEY(k, kl, "namespace"))
 				ret_meta->ns = json_string_value(v);
-			else if (KEY(k, "labels"))
+			else if (KEY(k, kl, "labels"))
 				ret_meta->service =
 					json_string_value(json_object_get(v, LABEL_SERVICE_NAME));
 		}
 	}
 	family = !at ? 0 : !strcmp(at, "IPv4") ? 4 : !strcmp(at, "IPv6") ? 6 : 0;
 	/* FQDN (family 0): nothing the socket layer can use, the slice stays empty. */
-	json_array_foreach(family ? ports : NULL, i, v) {
+	ARR_WALK(family ? ports : NULL, j, n, v) {
 		struct lb_slice_port *sp = vec_push(&vp);
 
 		if (!sp)
@@ -382,9 +490,14 @@ int lb_slice_parse(const struct lb_translate_conf *conf, const json_t *slice,
 		slice_port_parse(sp, v);
 		names += slen(sp->name);
 	}
-	json_array_foreach(family ? eps : NULL, i, v)
+	n_eps = family ? json_array_size(eps) : 0;
+	next = n_eps ? json_array_get(eps, 0) : NULL;
+	for (i = 0; i < n_eps && (v = next); i++) {
+		next = i + 1 < n_eps ? json_array_get(eps, i + 1) : NULL;
+		prefetch_fwd(next, EP_PREFETCH_BYTES);
 		if (slice_ep_parse(conf, family, &va, v) < 0)
 			goto out;
+	}
 	sl = malloc(sizeof(*sl) + vp.n * sizeof(*sl->ports) + va.n * sizeof(*sl->addrs) + names);
 	if (!sl)
 		goto out;
@@ -453,17 +566,18 @@ static int fe_add_ip(char **warning, struct vec *l, const char *ipstr, uint8_t t
 static void port_parse(struct svc_port *p, json_t *port)
 {
 	const char *k;
+	size_t kl;
 	json_t *v;
 
 	p->name = NULL;
 	p->num = 0;
 	p->proto = IPPROTO_TCP;
-	json_object_foreach(port, k, v) {
-		if (KEY(k, "port"))
+	OBJ_WALK(port, k, kl, v) {
+		if (KEY(k, kl, "port"))
 			p->num = json_integer_value(v);
-		else if (KEY(k, "protocol"))
+		else if (KEY(k, kl, "protocol"))
 			p->proto = proto_parse(json_string_value(v));
-		else if (KEY(k, "name"))
+		else if (KEY(k, kl, "name"))
 			p->name = json_string_value(v);
 	}
 }
@@ -534,62 +648,73 @@ int lb_service_parse(const struct lb_translate_conf *conf, const json_t *svc,
 	char *warning = NULL, *pool;
 	uint8_t algorithm = conf->default_algorithm ? conf->default_algorithm : LB_ALG_RANDOM;
 	uint32_t flags = 0, timeout = 0;
-	size_t names;
+	size_t kl, names;
 	bool pnr = false;
 	json_t *x;
 	int r;
 
 	doc_prefetch(svc);
-	json_object_foreach((json_t *)svc, k, x) {
-		if (KEY(k, "metadata"))
-			meta = x;
-		else if (KEY(k, "spec"))
-			spec = x;
-		else if (KEY(k, "status"))
-			status = x;
+	OBJ_WALK(svc, k, kl, x) {
+		switch (k[0]) {
+		case 'm':
+			if (KEY(k, kl, "metadata")) {
+				meta = x;
+				prefetch_fwd(meta, SUB_PREFETCH_BYTES);
+			}
+			break;
+		case 's':
+			if (KEY(k, kl, "spec")) {
+				spec = x;
+				prefetch_fwd(spec, 2 * SUB_PREFETCH_BYTES);
+			} else if (KEY(k, kl, "status")) {
+				status = x;
+			}
+			break;
+		}
 	}
-	json_object_foreach((json_t *)meta, k, x) {
-		if (KEY(k, "name"))
+	OBJ_WALK(meta, k, kl, x) {
+		if (KEY(k, kl, "name"))
 			name = json_string_value(x);
-		else if (KEY(k, "namespace"))
+		else if (KEY(k, kl, "namespace"))
 			ns = json_string_value(x);
-		else if (KEY(k, "labels"))
+		else if (KEY(k, kl, "labels"))
 			labels = x;
-		else if (KEY(k, "annotations"))
+		else if (KEY(k, kl, "annotations"))
 			ann = x;
 	}
 	if (!name || !*name)
 		return -EINVAL;
-	json_object_foreach((json_t *)spec, k, x) {
+	OBJ_WALK(spec, k, kl, x) {
 		switch (k[0]) {
 		case 'c':
-			if (KEY(k, "clusterIP"))
+			if (KEY(k, kl, "clusterIP"))
 				cip = json_string_value(x);
-			else if (KEY(k, "clusterIPs"))
+			else if (KEY(k, kl, "clusterIPs"))
 				cips = x;
 			break;
 		case 'e':
-			if (KEY(k, "externalIPs"))
+			if (KEY(k, kl, "externalIPs"))
 				eips = x;
 			break;
 		case 'i':
-			if (KEY(k, "internalTrafficPolicy"))
+			if (KEY(k, kl, "internalTrafficPolicy"))
 				itp = json_string_value(x);
 			break;
 		case 'p':
-			if (KEY(k, "ports"))
+			if (KEY(k, kl, "ports")) {
 				ports = x;
-			else if (KEY(k, "publishNotReadyAddresses"))
+				prefetch_fwd(ports, SUB_PREFETCH_BYTES);
+			} else if (KEY(k, kl, "publishNotReadyAddresses"))
 				pnr = json_is_true(x);
 			break;
 		case 's':
-			if (KEY(k, "sessionAffinity"))
+			if (KEY(k, kl, "sessionAffinity"))
 				aff = json_string_value(x);
-			else if (KEY(k, "sessionAffinityConfig"))
+			else if (KEY(k, kl, "sessionAffinityConfig"))
 				aff_conf = x;
 			break;
 		case 't':
-			if (KEY(k, "type"))
+			if (KEY(k, kl, "type"))
 				type = json_string_value(x);
 			break;
 		}
@@ -641,7 +766,9 @@ int lb_service_parse(const struct lb_translate_conf *conf, const json_t *svc,
 	s->ns = pool_put(&pool, ns ? ns : "default");
 	for (size_t i = 0; i < l.n; i++)
 		s->fe[i].port_name = pool_put(&pool, s->fe[i].port_name);
-	snprintf(s->type, sizeof(s->type), "%s", type ? type : "ClusterIP");
+	/* As snprintf "%s" would (cut to fit), without its cost. */
+	type = type ? type : "ClusterIP";
+	memcpy(s->type, type, strnlen(type, sizeof(s->type) - 1));
 	s->algorithm = algorithm;
 	s->flags = flags;
 	s->affinity_timeout = timeout;
@@ -678,32 +805,54 @@ struct cands {
 	size_t idx_size; /* a power of two, at least twice the candidates */
 };
 
-static uint32_t cand_hash(const struct lb_be *be)
+static uint32_t cand_hash(const struct lb_ip *ip, uint16_t port)
 {
 	uint32_t h = 2166136261u;
 
-	for (size_t i = 0; i < sizeof(be->ip.a); i++)
-		h = (h ^ be->ip.a[i]) * 16777619u;
-	h = (h ^ be->port) * 16777619u;
+	for (size_t i = 0; i < sizeof(ip->a); i++)
+		h = (h ^ ip->a[i]) * 16777619u;
+	h = (h ^ port) * 16777619u;
 	return h ^ (h >> 16);
 }
 
-static bool cand_same(const struct cand *x, const struct cand *y)
+static bool cand_same(const struct cand *y, const struct lb_ip *ip, uint16_t port)
 {
-	return x->be.port == y->be.port && !memcmp(&x->be.ip, &y->be.ip, sizeof(x->be.ip));
+	uint64_t a[2], b[2];
+
+	/* The address as two words: no memcmp call in the scan, the hottest loop here. */
+	memcpy(a, y->be.ip.a, sizeof(a));
+	memcpy(b, ip->a, sizeof(b));
+	return ((a[0] ^ b[0]) | (a[1] ^ b[1])) == 0 && y->be.port == port &&
+	       y->be.ip.family == ip->family;
+}
+
+/*
+ * Field by field, from the parsed slice: a candidate built on the stack and
+ * then copied whole (or read back as words) stalls on store forwarding.
+ */
+static void cand_set(struct cand *y, const struct lb_slice_addr *a, uint16_t port)
+{
+	memset(&y->be, 0, sizeof(y->be)); /* its padding too, as a zeroed copy had it */
+	y->be.ip = a->ip;
+	y->be.port = port;
+	y->be.local = a->local;
+	y->ready = a->ready;
+	y->serving = a->serving;
+	y->terminating = a->terminating;
 }
 
 static void cands_index_put(struct cands *c, size_t i)
 {
 	const struct cand *v = c->v.v;
-	size_t m = c->idx_size - 1, h = cand_hash(&v[i].be) & m;
+	size_t m = c->idx_size - 1, h = cand_hash(&v[i].be.ip, v[i].be.port) & m;
 
 	while (c->idx[h])
 		h = (h + 1) & m;
 	c->idx[h] = (uint32_t)i + 1;
 }
 
-static int cands_add(struct cands *c, const struct cand *x)
+/* Endpoint address a on port as a candidate. */
+static int cands_add(struct cands *c, const struct lb_slice_addr *a, uint16_t port)
 {
 	struct cand *v = c->v.v, *y = NULL;
 
@@ -711,24 +860,24 @@ static int cands_add(struct cands *c, const struct cand *x)
 	if (c->idx) {
 		size_t m = c->idx_size - 1;
 
-		for (size_t h = cand_hash(&x->be) & m; c->idx[h]; h = (h + 1) & m)
-			if (cand_same(&v[c->idx[h] - 1], x)) {
+		for (size_t h = cand_hash(&a->ip, port) & m; c->idx[h]; h = (h + 1) & m)
+			if (cand_same(&v[c->idx[h] - 1], &a->ip, port)) {
 				y = &v[c->idx[h] - 1];
 				break;
 			}
 	} else {
 		for (size_t i = 0; i < c->v.n && !y; i++)
-			if (cand_same(&v[i], x))
+			if (cand_same(&v[i], &a->ip, port))
 				y = &v[i];
 	}
 	if (y) {
-		if (x->ready && !y->ready)
-			*y = *x;
+		if (a->ready && !y->ready)
+			cand_set(y, a, port);
 		return 0;
 	}
 	if (!(y = vec_push(&c->v)))
 		return -ENOMEM;
-	*y = *x;
+	cand_set(y, a, port);
 	if (c->v.n > CANDS_SCAN && c->v.n * 2 > c->idx_size) {
 		size_t size = c->idx_size ? c->idx_size * 2 : 4 * CANDS_SCAN;
 		uint32_t *idx = calloc(size, sizeof(*idx));
@@ -781,17 +930,10 @@ static int collect(const struct lb_fe *fe, const struct lb_slice *const *slices,
 			continue;
 		for (size_t i = 0; i < sl->n_addrs; i++) {
 			const struct lb_slice_addr *a = &sl->addrs[i];
-			struct cand c = {0};
 
 			if (local_only && !a->local)
 				continue;
-			c.be.ip = a->ip;
-			c.be.port = (uint16_t)port;
-			c.be.local = a->local;
-			c.ready = a->ready;
-			c.serving = a->serving;
-			c.terminating = a->terminating;
-			if ((r = cands_add(out, &c)) < 0)
+			if ((r = cands_add(out, a, (uint16_t)port)) < 0)
 				return r;
 		}
 	}
@@ -836,6 +978,9 @@ static int select_backends(struct lb_fe *fe, const struct cands *c, bool publish
 	return 0;
 }
 
+/* A parsed spec or slice with a few frontends or endpoints: one block of about this size. */
+#define PARSED_PREFETCH_BYTES 256
+
 int lb_translate_parsed(const struct lb_svc_spec *spec, const struct lb_slice *const *slices,
 			size_t n_slices, struct lb_svc **ret_svc)
 {
@@ -848,6 +993,14 @@ int lb_translate_parsed(const struct lb_svc_spec *spec, const struct lb_slice *c
 	struct lb_be *be;
 	int r = 0;
 
+	/*
+	 * The spec and the slices were parsed long before (a sync translates
+	 * once every document is read): ask for all of them at once rather than
+	 * miss on each in turn.
+	 */
+	prefetch_fwd(spec, PARSED_PREFETCH_BYTES);
+	for (size_t i = 0; i < n_slices; i++)
+		prefetch_fwd(slices[i], PARSED_PREFETCH_BYTES);
 	vec_init(&c.v, cand_buf, sizeof(cand_buf) / sizeof(cand_buf[0]), sizeof(cand_buf[0]));
 	vec_init(&bes, be_buf, sizeof(be_buf) / sizeof(be_buf[0]), sizeof(be_buf[0]));
 	if (spec->n_fe > sizeof(fe_buf) / sizeof(fe_buf[0]) &&
