@@ -72,7 +72,8 @@ struct lb_sl {
 struct lb_sv {
 	struct lb_node n;
 	struct lb_svc_spec *spec; /* the Service, parsed, or NULL */
-	struct lb_sl **sl;	  /* its slices */
+	struct lb_sl **sl;	  /* its slices: sl_in while there is one (most services) */
+	struct lb_sl *sl_in[1];
 	size_t n_sl, cap_sl;
 	struct lb_svc *cur;	  /* what the maps hold for it (last successful set), or NULL */
 	char *error;		  /* why the last change was refused, or NULL */

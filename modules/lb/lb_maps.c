@@ -299,6 +299,7 @@ struct fe_ent {
 	uint32_t timeout;
 	uint32_t n_sel, n_all; /* bes[0..n_sel) in slots; the rest only referenced */
 	uint32_t *bes;	       /* backend ids, each holding a reference (be_ent.refs) */
+	uint32_t bes_in[2];    /* bes for up to two backends (most services): no allocation */
 	/*
 	 * The slot range the map's master points at (order ORDER_NONE: none),
 	 * and one allocated for a write that needs more room; written, the
@@ -333,7 +334,7 @@ struct lb_maps {
 	 * The mmapable arrays, mapped. Mapping an array maps all its pages at
 	 * once (they count as the agent's RSS), so only the part in use is
 	 * mapped -- ids and slot ranges are handed out lowest first -- and the
-	 * window grows by doubling (arr_cover).
+	 * window grows as they do (arr_cover).
 	 */
 	void *arr[LBM_N];
 	size_t len[LBM_N];
@@ -556,13 +557,13 @@ static void bi_put(uint64_t *bi, uint32_t mask, uint64_t v)
 	bi[i] = v;
 }
 
-/* Room for n backends at a load of at most 1/2 (short probes). */
+/* Room for n backends at a load of at most 3/4 (probes stay short with a mixing hash). */
 static int bi_reserve(struct lb_maps *m, size_t n)
 {
 	size_t cap = m->bi ? (size_t)m->bi_mask + 1 : 0, ncap = cap ? cap : 1024;
 	uint64_t *nb;
 
-	while (ncap < 2 * n)
+	while (ncap * 3 < 4 * n)
 		ncap *= 2;
 	if (ncap <= cap)
 		return 0;
@@ -699,18 +700,21 @@ static int arr_map(struct lb_maps *m, int id, uint32_t n)
 	return 0;
 }
 
-/* The window of array id covers elements [0, n): grown (doubling) if it does not. */
+/*
+ * The window of array id covers elements [0, n): grown if it does not, by a
+ * quarter more than asked (its pages are RSS: doubling would map up to twice
+ * what is used; a remap costs little).
+ */
 static int arr_cover(struct lb_maps *m, int id, uint32_t n)
 {
-	uint32_t want = m->mapped[id] ? m->mapped[id] : 1;
+	uint64_t want;
 
 	if (n > m->max[id])
 		n = m->max[id];
-	if (n <= m->mapped[id] && m->arr[id])
-		return 0;
-	while (want < n)
-		want = want > m->max[id] / 2 ? m->max[id] : want * 2;
-	return arr_map(m, id, want);
+	if (n <= m->mapped[id])
+		return 0; /* also nothing to map yet (n 0) */
+	want = (uint64_t)n + n / 4;
+	return arr_map(m, id, (uint32_t)(want < m->max[id] ? want : m->max[id]));
 }
 
 /* Before a flush writes: every id and slot range handed out is in a window. */
@@ -779,7 +783,8 @@ fail:
 
 static void fe_free(struct fe_ent *e)
 {
-	free(e->bes);
+	if (e->bes != e->bes_in)
+		free(e->bes);
 	free(e);
 }
 
@@ -1142,10 +1147,16 @@ static int fe_claim(struct lb_maps *m, const char *owner, const struct lb_svc *s
 	if (!e)
 		return m->full >= 0 ? -ENOSPC : -ENOMEM;
 	f = fam_idx(k.family);
-	bes = realloc(e->bes, (fe->n_be ? fe->n_be : 1) * sizeof(*bes));
-	if (!bes)
-		return -ENOMEM;
-	e->bes = bes;
+	if (fe->n_be <= sizeof(e->bes_in) / sizeof(e->bes_in[0])) {
+		if (e->bes != e->bes_in)
+			free(e->bes);
+		e->bes = e->bes_in;
+	} else {
+		bes = realloc(e->bes == e->bes_in ? NULL : e->bes, fe->n_be * sizeof(*bes));
+		if (!bes)
+			return -ENOMEM;
+		e->bes = bes;
+	}
 	e->owner = owner;
 	e->n_all = e->n_sel = 0;
 	fe_dirty(m, e);

@@ -90,7 +90,8 @@ static void sv_free(struct lb *lb, struct lb_sv *sv)
 	lb_svc_spec_unref(sv->spec);
 	lb_svc_free(sv->cur);
 	free(sv->error);
-	free(sv->sl);
+	if (sv->sl != sv->sl_in)
+		free(sv->sl);
 	free(sv);
 }
 
@@ -117,12 +118,19 @@ static void sl_detach(struct lb *lb, struct lb_sl *sl)
 
 static int sl_attach(struct lb *lb, struct lb_sl *sl, struct lb_sv *sv)
 {
+	if (!sv->cap_sl) {
+		sv->sl = sv->sl_in;
+		sv->cap_sl = 1;
+	}
 	if (sv->n_sl == sv->cap_sl) {
-		size_t cap = sv->cap_sl ? sv->cap_sl * 2 : 2;
-		struct lb_sl **v = realloc(sv->sl, cap * sizeof(*v));
+		size_t cap = sv->cap_sl * 2;
+		struct lb_sl **v = malloc(cap * sizeof(*v));
 
 		if (!v)
 			return -ENOMEM;
+		memcpy(v, sv->sl, sv->n_sl * sizeof(*v));
+		if (sv->sl != sv->sl_in)
+			free(sv->sl);
 		sv->sl = v;
 		sv->cap_sl = cap;
 	}
