@@ -9,7 +9,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -23,6 +22,7 @@
 #include "lb_ht.h"
 #include "lb_maps.h"
 #include "lb_shared.h"
+#include "lb_thread.h"
 
 const struct lb_map_def lb_map_defs[LBM_N] = {
 	[LBM_SVC4] = {"lb4_services", BPF_MAP_TYPE_HASH, sizeof(struct lb4_key),
@@ -1469,15 +1469,8 @@ static int step_run(const struct step *s, struct lb_flush_stats *st)
 
 	for (int i = 0; i < s->n; i++)
 		total += s->it[i].o->n;
-	if (total >= STEP_PARALLEL_MIN) {
-		sigset_t all, old;
-
-		/* The agent's signals are for its own thread. */
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		spawned = pthread_create(&t, NULL, half_run, &b) == 0;
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-	}
+	if (total >= STEP_PARALLEL_MIN)
+		spawned = lb_thread_spawn(&t, half_run, &b);
 	if (!spawned) {
 		/* One thread: every list whole, in order. */
 		for (int i = 0; i < s->n; i++) {

@@ -10,7 +10,6 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include <time.h>
 
 #include "lb.h"
+#include "lb_thread.h"
 
 #define SYNCED_ALL 3
 
@@ -289,15 +289,8 @@ static void parse_apply(struct lb *lb, struct lb_ev *evs, size_t n)
 	c.n_chunks = (n + PARSE_CHUNK - 1) / PARSE_CHUNK;
 	atomic_init(&c.next, 0);
 	c.done = calloc(c.n_chunks, sizeof(*c.done));
-	if (c.done && n >= PARSE_PARALLEL_MIN) {
-		sigset_t all, old;
-
-		/* The agent's signals are for its own thread. */
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		spawned = pthread_create(&t, NULL, parse_worker, &c) == 0;
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-	}
+	if (c.done && n >= PARSE_PARALLEL_MIN)
+		spawned = lb_thread_spawn(&t, parse_worker, &c);
 	for (size_t k = 0; k < c.n_chunks; k++) {
 		size_t end = (k + 1) * PARSE_CHUNK < n ? (k + 1) * PARSE_CHUNK : n;
 
@@ -581,15 +574,8 @@ static void translate_all(struct lb_sv **svs, size_t n, struct lb_svc **out, int
 	bool spawned = false;
 	pthread_t t;
 
-	if (n >= TRANSLATE_PARALLEL_MIN) {
-		sigset_t all, old;
-
-		/* The agent's signals are for its own thread. */
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		spawned = pthread_create(&t, NULL, xlate_run, &b) == 0;
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-	}
+	if (n >= TRANSLATE_PARALLEL_MIN)
+		spawned = lb_thread_spawn(&t, xlate_run, &b);
 	if (spawned)
 		a.to = n / 2;
 	xlate_run(&a);
