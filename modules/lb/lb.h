@@ -104,6 +104,7 @@ struct lb {
 	 */
 	struct lb_sv *errs;
 	size_t n_errors, n_svc_fe, n_fe;
+	size_t n_grace_waits; /* refused in this flush only until the grace period ends */
 
 	/*
 	 * A failed map write is retried with backoff (lb_sync.c): the error while

@@ -618,9 +618,18 @@ static int sv_apply(struct lb *lb, struct lb_sv *sv, struct lb_svc *next, int rt
 		return rt;
 	r = lb_maps_service_set(lb->maps, sv->key, sv->cur, next, &err);
 	if (r < 0) {
-		/* Logged once per distinct reason; the old state stays in the maps. */
-		if (!sv->error || !err || strcmp(sv->error, err))
+		/*
+		 * Logged once per distinct reason; the old state stays in the maps.
+		 * A map that is full only until freed entries pass their grace
+		 * period (all services replaced at once) is one line per flush,
+		 * not one per service: the retry comes by itself.
+		 */
+		if (r == -ENOSPC && lb_maps_quarantined(lb->maps)) {
+			lb->n_grace_waits++;
+			axn_log(self, AXN_LOG_DEBUG, "service %s: %s", sv->key, err ? err : "");
+		} else if (!sv->error || !err || strcmp(sv->error, err)) {
 			axn_err(self, "service %s: %s", sv->key, err ? err : strerror(-r));
+		}
 		if (r == -ENOSPC)
 			self->host->metric_add(lb->m_full, 1);
 		self->host->metric_add(lb->m_refused, 1);
@@ -821,6 +830,12 @@ int lb_sync_flush(struct lb *lb)
 	}
 	if (r < 0)
 		axn_err(self, "programming services failed: %s", strerror(-r));
+	if (lb->n_grace_waits) {
+		axn_warn(self, "%zu service(s) wait for map entries freed in the last %u-%u ms (their "
+			       "grace period); retried when it ends",
+			 lb->n_grace_waits, LB_GRACE_MS, 2 * LB_GRACE_MS);
+		lb->n_grace_waits = 0;
+	}
 	if (!lb->live || lb->prune_pending) {
 		struct lb_flush_stats pst = {0};
 

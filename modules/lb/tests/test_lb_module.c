@@ -302,6 +302,9 @@ static void test_full_map(void **state)
 	master(fx, "10.96.0.2", &found);
 	assert_false(found);
 	assert_int_equal(axn_testhost_state(fx->th, NULL), AXN_STATE_DEGRADED);
+	/* One line says why, not an error per waiting service. */
+	assert_non_null(axn_testhost_log_find(fx->th, "warn: 1 service(s) wait for map entries freed"));
+	assert_int_equal(axn_testhost_log_count(fx->th, "err: service ns/b"), 1);
 	assert_int_equal(axn_testhost_advance(fx->th, 2 * LB_GRACE_MS), 2);
 	assert_int_equal(master(fx, "10.96.0.2", &found).count, 3);
 	assert_true(found);
