@@ -361,6 +361,7 @@ struct lb_maps {
 	struct ids be_ids[2], rn_ids;
 	struct buddy slots_bd;
 	struct qlist q[2]; /* [0]: since the last grace, [1]: before it */
+	uint32_t q_be[2];  /* backend ids of each family among them (not in the maps any more) */
 	struct fe_ent *fdirty;
 	uint32_t bdirty[2];
 	uint32_t mark;
@@ -410,6 +411,8 @@ static int q_add(struct lb_maps *m, uint8_t kind, uint32_t v, uint8_t order)
 		q->cap = cap;
 	}
 	q->v[q->n++] = (struct qent){.v = v, .kind = kind, .order = order};
+	if (kind == Q_BE4 || kind == Q_BE6)
+		m->q_be[kind == Q_BE6]++;
 	return 0;
 }
 
@@ -422,6 +425,7 @@ static void q_release(struct lb_maps *m, const struct qent *e)
 	case Q_BE4:
 	case Q_BE6:
 		(void)ids_free(&m->be_ids[e->kind == Q_BE6], e->v);
+		m->q_be[e->kind == Q_BE6]--;
 		break;
 	default:
 		(void)ids_free(&m->rn_ids, e->v);
@@ -1893,7 +1897,8 @@ uint32_t lb_maps_used(struct lb_maps *m, enum lb_map_id id)
 		return m->slots_bd.size - m->slots_bd.n_free;
 	case LBM_BE4:
 	case LBM_BE6:
-		return m->be_ids[id == LBM_BE6].n_used;
+		/* Quarantined ids are taken but hold no backend. */
+		return m->be_ids[id == LBM_BE6].n_used - m->q_be[id == LBM_BE6];
 	case LBM_RN4:
 	case LBM_RN6:
 		return m->n_fe[id == LBM_RN6];

@@ -204,6 +204,7 @@ static void test_incremental(void **state)
 		assert_int_equal(slot_id(fx, v2.slot_base + s), kept[s]);
 	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), 5);
 	assert_int_equal(lb_maps_quarantined(fx->m), 1); /* the backend's id */
+	assert_int_equal(lb_maps_used(fx->m, LBM_BE4), 5); /* a waiting id holds no backend */
 
 	/* Up to 5: more than its range of 4 holds, so it moves; the old range waits. */
 	b3 = svc("b", "10.96.0.2", 2, 5, NULL);
