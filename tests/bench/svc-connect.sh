@@ -40,6 +40,17 @@
 # axoneme_lb_services gauge (services in the maps) shows N. Between sizes the
 # files are removed and the gauge waited down to 0.
 #
+# Cgroup BPF programs attached above the lab's cgroup (the hierarchy is
+# shared with the host) run on every client's socket too; a connect4 one
+# rewrites connect()s to the ClusterIPs in its maps before routing and
+# netfilter see them. A stopped axonemed whose cgroup was the root (the
+# default) leaves its programs there: then a connect to a VIP it knew fails
+# with "Network is unreachable" (its backends have no route in the lab) or
+# goes elsewhere, and the rules never see it. Such programs are listed with a
+# WARNING at the start (and below the table) with the command that removes
+# each, and rows they break say so; the benchmark never detaches them itself
+# (they are not its own).
+#
 # axoneme lb runs only when the staged build has lb.so and it works: the agent
 # must start with statedir + lb and a connect from node 1's cgroup to a test
 # Service's ClusterIP must reach the backend (a banner from a second server);
@@ -172,6 +183,59 @@ client() { # NODE CGROUP ARGS...
 	nsenter --net="/run/netns/$ns" sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$cg" "$CLIENT" "$@"
 }
 
+# Cgroup BPF programs from outside the lab. Every cgroup here is below the
+# hierarchy's root, so a program attached above the lab (multi, or override
+# with nothing below) runs on the clients' sockets in every mode. A
+# cgroup_inet4_connect one sees connect() before routing and netfilter and may
+# rewrite the destination: an agent whose cgroup was the hierarchy's root
+# (axonemed's default) and that exited without detaching (a prog-attach
+# outlives its process) keeps turning the ClusterIPs it knew into its old
+# backends, and a connect to one of those fails with "Network is unreachable"
+# where the lab has no route, before iptables sees a packet. The lab attaches
+# nothing to its own cgroup, so whatever is effective there is foreign.
+# FOREIGN[]: "ID TYPE NAME CGROUP LOADED HOLDERS" (CGROUP ? when not found above
+# the lab, HOLDERS - when no process holds the program).
+FOREIGN=() FOREIGN_C4=""
+foreign_cgprogs() {
+	local d id type name rest loaded pids
+	local -A where=()
+	FOREIGN=() FOREIGN_C4=""
+	command -v bpftool >/dev/null || return 1
+	d=$LAB_CG
+	while d=$(dirname -- "$d") && [ -e "$d/cgroup.procs" ]; do
+		while read -r id rest; do
+			[ -n "${where[$id]:-}" ] || where[$id]=$d
+		done < <(bpftool cgroup show "$d" 2>/dev/null | awk '$1 ~ /^[0-9]+$/')
+		[ "$d" != / ] || break
+	done
+	while read -r id type name; do
+		rest=$(bpftool prog show id "$id" 2>/dev/null) || rest=""
+		loaded=$(printf '%s\n' "$rest" | sed -n 's/^[[:space:]]*loaded_at \([^ ]*\).*/\1/p')
+		pids=$(printf '%s\n' "$rest" | sed -n 's/^[[:space:]]*pids \(.*\)/\1/p' | tr -d ' ')
+		FOREIGN+=("$id $type ${name:--} ${where[$id]:-?} ${loaded:-?} ${pids:--}")
+		[ "$type" = cgroup_inet4_connect ] && FOREIGN_C4+="${FOREIGN_C4:+, }${name:-?} (id $id)"
+	done < <(bpftool cgroup show "$LAB_CG" effective 2>/dev/null | awk '$1 ~ /^[0-9]+$/ { print $1, $2, (NF > 2 ? $NF : "") }')
+	return 0
+}
+if ! foreign_cgprogs; then
+	say "note: no bpftool, so no check for cgroup BPF programs outside the lab (they would run on every client's connect())"
+fi
+if [ "${#FOREIGN[@]}" -gt 0 ]; then
+	say "WARNING: ${#FOREIGN[@]} cgroup BPF program(s) from outside this lab run on every client's socket, in every mode:"
+	for f in "${FOREIGN[@]}"; do
+		read -r id type name cg loaded pids <<<"$f"
+		[ "$pids" = - ] && pids="no process (left attached)"
+		say "$(printf '  id %-6s %-26s %-18s at %s, loaded %s, held by %s' "$id" "$type" "$name" "$cg" "$loaded" "$pids")"
+	done
+	[ -n "$FOREIGN_C4" ] &&
+		say "  The cgroup_inet4_connect one(s) rewrite connect()s to the addresses in their maps before routing and netfilter: a ClusterIP there goes to their backend, not through the rules (\"Network is unreachable\" when the lab has no route to it)."
+	say "  All of them add their cost to every mode. They are not this benchmark's; remove them and run again:"
+	for f in "${FOREIGN[@]}"; do
+		read -r id type name cg loaded pids <<<"$f"
+		[ "$cg" = "?" ] || say "    bpftool cgroup detach $cg $type id $id"
+	done
+fi
+
 # measure SPEC...: SPEC = "LABEL NODE CGROUP ADDR PORT". Measures every SPEC in
 # ROUNDS blocks, interleaved (A B, B A, A B, ...: slow drift of the machine
 # hits all of them alike), and pools each one's samples. Per SPEC index i sets
@@ -191,6 +255,8 @@ measure() {
 		# One connect first: a mode that does not work costs a second, not 100 timeouts.
 		if ! out=$(client "${s_node[i]}" "${s_cg[i]}" -t 1000 -n 1 -w 0 -L "${s_lab[i]}" "${s_addr[i]}" "${s_port[i]}" 2>&1); then
 			M_NOTE[i]="connect to ${s_addr[i]}:${s_port[i]} failed: $(printf '%s\n' "$out" | grep -v '^RESULT' | head -n1)"
+			[ -z "$FOREIGN_C4" ] ||
+				M_NOTE[i]+="; foreign cgroup connect4 program(s) $FOREIGN_C4 ran first (see the WARNING)"
 			say "  ${s_lab[i]}: ${M_NOTE[i]}"
 			s_cnt[i]=0
 			continue
@@ -249,6 +315,10 @@ ipt_restore() { # NODE BACKEND FILE -> seconds on stdout
 	t0=${EPOCHREALTIME/./}
 	nsenter --net="/run/netns/$(lab_ns "$1")" "iptables-$2-restore" -w <"$3" >"$W/ipt-$2.log" 2>&1 || return 1
 	ms_since "$t0"
+}
+ipt_out_pkts() { # NODE BACKEND -> packets through nat OUTPUT's first rule (the KUBE-SERVICES jump)
+	nsenter --net="/run/netns/$(lab_ns "$1")" "iptables-$2" -w -t nat -L OUTPUT -v -n -x 2>/dev/null |
+		awk 'NR == 3 { print $1; exit }'
 }
 ipt_empty() { # NODE BACKEND
 	printf '*nat\nCOMMIT\n*filter\nCOMMIT\n' >"$W/empty.rules"
@@ -454,7 +524,12 @@ for n in $SIZES; do
 		fi
 		say "  iptables-$b: iptables-$b-restore of $nrules rules ($n services) took $rs s"
 		_lab_sleep "$SETTLE_S"
+		pk0=$(ipt_out_pkts "$node" "$b")
 		measure "iptables-$b/$n $node $CG_NONE $vip $SVC_PORT"
+		# A connect that failed without its SYN passing nat OUTPUT failed before the rules.
+		if [ "${M_P50[0]}" = - ] && [ -n "$pk0" ] && [ "$(ipt_out_pkts "$node" "$b")" = "$pk0" ]; then
+			M_NOTE[0]+="; nothing reached nat OUTPUT: it failed before the rules"
+		fi
 		row "$n" "iptables-$b" "${M_P50[0]}" "${M_P99[0]}" "${M_N[0]}" "restore $rs s" "${M_NOTE[0]}"
 		# Empty the table again so the next mode runs without this one's
 		# teardown (after the last size, deleting the namespace does it).
@@ -485,6 +560,10 @@ for r in "${ROWS[@]}"; do
 	printf '%8s  %-16s %9s %9s %9s  %-18s %s\n' "$n" "$mode" "$p50" "$p99" "$cnt" "$setup" "$note"
 done
 say ""
+if [ "${#FOREIGN[@]}" -gt 0 ]; then
+	say "WARNING: ${#FOREIGN[@]} cgroup BPF program(s) from outside this lab ran on every connect above${FOREIGN_C4:+ (connect4: $FOREIGN_C4, which rewrites the addresses it knows)}; see the start of the output."
+	say ""
+fi
 if [ -n "$LB_OK" ] && has_mode norules; then
 	first="" last="" firstn="" lastn=""
 	for n in $SIZES; do
