@@ -147,6 +147,44 @@ static int valid_map_name(const char *n)
 	return 1;
 }
 
+/*
+ * Pins of the same map at another layout (<name>_v<M>, M != layout): left by
+ * an agent of another version. Nothing of this version uses them; the
+ * programs that did hold their own reference until they are replaced, so
+ * the name can go now -- otherwise every layout change would leak a map.
+ */
+static void unpin_other_layouts(struct agent *a, struct module *owner, const char *name,
+				uint32_t layout)
+{
+	size_t len = strlen(name);
+	DIR *d = opendir(a->conf.bpffs);
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		const char *v = de->d_name + len;
+		char *end, path[PATH_MAX];
+		unsigned long m;
+
+		if (strncmp(de->d_name, name, len) || strncmp(v, "_v", 2) || v[2] < '0' ||
+		    v[2] > '9')
+			continue;
+		m = strtoul(v + 2, &end, 10);
+		if (*end || m == layout)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", a->conf.bpffs, de->d_name);
+		if (unlink(path) == 0)
+			log_msg(owner->name, AXN_LOG_INFO,
+				"map %s: removed %s, a pin of layout %lu (this one is %u)", name, path,
+				m, layout);
+		else
+			log_msg(owner->name, AXN_LOG_WARN, "map %s: cannot remove old pin %s: %s",
+				name, path, strerror(errno));
+	}
+	closedir(d);
+}
+
 int maps_open(struct agent *a, struct module *owner, const char *name,
 	      const struct axn_map_spec *spec, int *ret_fd)
 {
@@ -223,6 +261,7 @@ int maps_open(struct agent *a, struct module *owner, const char *name,
 			return r;
 		}
 		log_msg(owner->name, AXN_LOG_INFO, "map %s: created and pinned at %s", name, path);
+		unpin_other_layouts(a, owner, name, spec->layout);
 	} else {
 		log_msg(owner->name, AXN_LOG_DEBUG, "map %s: reusing pinned %s", name, path);
 	}

@@ -322,6 +322,26 @@ left=$(find "$(lab_bpffs 1)" -mindepth 1 2>/dev/null | head -n 5 || true)
 t_expect "nothing left in (or the agent removed) node 1's bpffs dir" "" "$left"
 t_check "node 2's pin untouched ($PIN2)" test -e "$PIN2"
 
+t_step "a pin of another layout goes when the map is created anew (an upgrade)"
+OLD=$(lab_bpffs 1)/hello_ticks_v0
+mkdir -p "$(lab_bpffs 1)"
+if bpftool map create "$OLD" type array key 4 value 8 entries 1 name hello_old 2>/dev/null; then
+	off=$(lab_log_size 1)
+	if lab_agent_start 1; then
+		t_check "hello_ticks pinned again" test -e "$PIN1"
+		t_check "the layout-0 pin is gone" test ! -e "$OLD"
+		t_check "the agent says so" grep -q "removed $OLD, a pin of layout 0" \
+			<(tail -c +"$((off + 1))" "$(lab_log 1)")
+		lab_agent_stop 1 TERM || true
+	else
+		t_fail "node 1 agent starts after the purge"
+	fi
+	ip netns exec "$(lab_ns 1)" "$AXONEMED" -c "$CONF1" --purge >/dev/null 2>&1 || true
+	rm -f "$OLD"
+else
+	t_fail "bpftool map create $OLD" "bpftool is in tools/deps.sh; it should work as root"
+fi
+
 t_step "axonemed --purge refuses while the agent runs (node 2)"
 out=$(ip netns exec "$(lab_ns 2)" "$AXONEMED" -c "$(lab_conf_path 2)" --purge 2>&1) && rc=0 || rc=$?
 if [ "$rc" != 0 ]; then t_ok "--purge exits $rc: $(tail -n1 <<<"$out")"; else t_fail "--purge refuses while node 2's agent runs" "exit 0" "$out"; fi
