@@ -19,6 +19,7 @@
 
 #include <bpf/bpf.h>
 
+#include "lb_alloc.h"
 #include "lb_ht.h"
 #include "lb_maps.h"
 #include "lb_shared.h"
@@ -47,221 +48,7 @@ const struct lb_map_def lb_map_defs[LBM_N] = {
 		     sizeof(struct lb_aff_val), 0},
 };
 
-#define NIL UINT32_MAX
 #define ORDER_NONE LB_SLOT_ORDER_NONE
-#define ORDER_MAX 31
-
-/* --- slot ranges: a buddy allocator over lb_slots ------------------------------ */
-
-/*
- * Ranges are 1 << order slots at a multiple of their size, so that freed
- * neighbours merge again and churn never leaves the array in pieces too
- * small for a large service. ord[base] is order + 1 for the head of a free
- * block (0 otherwise); next/prev link the free blocks of one order.
- */
-struct buddy {
-	uint32_t size, n_free;
-	uint8_t *ord;
-	uint32_t *next, *prev;
-	uint32_t head[ORDER_MAX + 1];
-};
-
-static void bd_push(struct buddy *b, uint32_t base, unsigned o)
-{
-	b->ord[base] = (uint8_t)(o + 1);
-	b->prev[base] = NIL;
-	b->next[base] = b->head[o];
-	if (b->head[o] != NIL)
-		b->prev[b->head[o]] = base;
-	b->head[o] = base;
-	b->n_free += 1u << o;
-}
-
-static void bd_unlink(struct buddy *b, uint32_t base, unsigned o)
-{
-	if (b->prev[base] != NIL)
-		b->next[b->prev[base]] = b->next[base];
-	else
-		b->head[o] = b->next[base];
-	if (b->next[base] != NIL)
-		b->prev[b->next[base]] = b->prev[base];
-	b->ord[base] = 0;
-	b->n_free -= 1u << o;
-}
-
-static int bd_init(struct buddy *b, uint32_t size)
-{
-	memset(b, 0, sizeof(*b));
-	b->size = size;
-	for (unsigned o = 0; o <= ORDER_MAX; o++)
-		b->head[o] = NIL;
-	/* calloc: untouched parts of a large array cost no memory. */
-	b->ord = calloc(size ? size : 1, 1);
-	b->next = calloc(size ? size : 1, sizeof(*b->next));
-	b->prev = calloc(size ? size : 1, sizeof(*b->prev));
-	if (!b->ord || !b->next || !b->prev)
-		return -ENOMEM;
-	for (uint32_t base = 0; base < size;) {
-		unsigned o = ORDER_MAX;
-
-		while (o && ((base & ((1u << o) - 1)) || (uint64_t)base + (1u << o) > size))
-			o--;
-		bd_push(b, base, o);
-		base += 1u << o;
-	}
-	return 0;
-}
-
-static void bd_free_all(struct buddy *b)
-{
-	free(b->ord);
-	free(b->next);
-	free(b->prev);
-}
-
-/* The base of a free range of 1 << order slots, or NIL. */
-static uint32_t bd_alloc(struct buddy *b, unsigned order)
-{
-	unsigned o = order;
-	uint32_t base;
-
-	while (o <= ORDER_MAX && b->head[o] == NIL)
-		o++;
-	if (o > ORDER_MAX)
-		return NIL;
-	base = b->head[o];
-	bd_unlink(b, base, o);
-	while (o > order) {
-		o--;
-		bd_push(b, base + (1u << o), o);
-	}
-	return base;
-}
-
-static void bd_free(struct buddy *b, uint32_t base, unsigned o)
-{
-	while (o < ORDER_MAX) {
-		uint32_t buddy = base ^ (1u << o);
-
-		if ((uint64_t)buddy + (1u << o) > b->size || b->ord[buddy] != o + 1)
-			break;
-		bd_unlink(b, buddy, o);
-		base &= ~(1u << o);
-		o++;
-	}
-	bd_push(b, base, o);
-}
-
-/* Take the given range out of the free blocks (adoption); -EEXIST if some of it is taken. */
-static int bd_reserve(struct buddy *b, uint32_t base, unsigned order)
-{
-	if (order > ORDER_MAX || (base & ((1u << order) - 1)) ||
-	    (uint64_t)base + (1u << order) > b->size)
-		return -EINVAL;
-	for (unsigned o = order; o <= ORDER_MAX; o++) {
-		uint32_t blk = base & ~((1u << o) - 1);
-
-		if ((uint64_t)blk + (1u << o) > b->size)
-			break;
-		if (b->ord[blk] != o + 1)
-			continue;
-		bd_unlink(b, blk, o);
-		while (o > order) {
-			o--;
-			if (base >= blk + (1u << o)) {
-				bd_push(b, blk, o);
-				blk += 1u << o;
-			} else {
-				bd_push(b, blk + (1u << o), o);
-			}
-		}
-		return 0;
-	}
-	return -EEXIST;
-}
-
-static unsigned order_for(uint32_t n)
-{
-	unsigned o = 0;
-
-	while ((1u << o) < n)
-		o++;
-	return o;
-}
-
-/* --- ids: backend ids (per family) and rev_nat_ids (one space) ----------------- */
-
-struct ids {
-	uint32_t max;	 /* ids 1 .. max - 1 */
-	uint32_t fresh;	 /* the lowest id never handed out */
-	uint32_t *free;	 /* handed back */
-	uint32_t n_free, cap_free, n_used;
-	uint8_t *adopted; /* bitmap while adopting, then NULL */
-};
-
-static uint32_t ids_alloc(struct ids *x)
-{
-	uint32_t id;
-
-	if (x->n_free)
-		id = x->free[--x->n_free];
-	else if (x->fresh < x->max)
-		id = x->fresh++;
-	else
-		return 0;
-	x->n_used++;
-	return id;
-}
-
-static int ids_free(struct ids *x, uint32_t id)
-{
-	if (x->n_free == x->cap_free) {
-		uint32_t cap = x->cap_free ? x->cap_free * 2 : 256, *v;
-
-		v = realloc(x->free, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM; /* the id is lost until a restart: capacity, not state */
-		x->free = v;
-		x->cap_free = cap;
-	}
-	x->free[x->n_free++] = id;
-	x->n_used--;
-	return 0;
-}
-
-/* Adoption: id is in use. false if it was already (or is out of range). */
-static bool ids_adopt(struct ids *x, uint32_t id)
-{
-	if (!id || id >= x->max)
-		return false;
-	if (!x->adopted && !(x->adopted = calloc(x->max / 8 + 1, 1)))
-		return false;
-	if (x->adopted[id / 8] & (1u << (id % 8)))
-		return false;
-	x->adopted[id / 8] |= (uint8_t)(1u << (id % 8));
-	x->n_used++;
-	if (id >= x->fresh)
-		x->fresh = id + 1;
-	return true;
-}
-
-/* After adoption: every id below the highest adopted one that nobody uses is free. */
-static int ids_adopted(struct ids *x)
-{
-	int r = 0;
-
-	if (!x->adopted)
-		return 0;
-	for (uint32_t id = x->fresh; id-- > 1;)
-		if (!(x->adopted[id / 8] & (1u << (id % 8)))) {
-			x->n_used++; /* ids_free() counts it back */
-			if ((r = ids_free(x, id)) < 0)
-				break;
-		}
-	free(x->adopted);
-	x->adopted = NULL;
-	return r;
-}
 
 /* --- entries ---------------------------------------------------------------- */
 
@@ -358,8 +145,8 @@ struct lb_maps {
 	 */
 	uint64_t *bi;
 	uint32_t bi_mask, bi_n;
-	struct ids be_ids[2], rn_ids;
-	struct buddy slots_bd;
+	struct lb_ids be_ids[2], rn_ids;
+	struct lb_buddy slots_bd;
 	struct qlist q[2]; /* [0]: since the last grace, [1]: before it */
 	uint32_t q_be[2];  /* backend ids of each family among them (not in the maps any more) */
 	struct fe_ent *fdirty;
@@ -420,15 +207,15 @@ static void q_release(struct lb_maps *m, const struct qent *e)
 {
 	switch (e->kind) {
 	case Q_SLOTS:
-		bd_free(&m->slots_bd, e->v, e->order);
+		lb_bd_free(&m->slots_bd, e->v, e->order);
 		break;
 	case Q_BE4:
 	case Q_BE6:
-		(void)ids_free(&m->be_ids[e->kind == Q_BE6], e->v);
+		(void)lb_ids_free(&m->be_ids[e->kind == Q_BE6], e->v);
 		m->q_be[e->kind == Q_BE6]--;
 		break;
 	default:
-		(void)ids_free(&m->rn_ids, e->v);
+		(void)lb_ids_free(&m->rn_ids, e->v);
 	}
 }
 
@@ -476,21 +263,21 @@ static struct fe_ent *fe_get(struct lb_maps *m, const struct l4key *k, bool crea
 
 	if (e || !create)
 		return e;
-	id = ids_alloc(&m->rn_ids);
+	id = lb_ids_alloc(&m->rn_ids);
 	if (!id) {
 		m->full = k->family == 6 ? LBM_RN6 : LBM_RN4;
 		return NULL;
 	}
 	e = calloc(1, sizeof(*e));
 	if (!e) {
-		(void)ids_free(&m->rn_ids, id);
+		(void)lb_ids_free(&m->rn_ids, id);
 		return NULL;
 	}
 	e->k = *k;
 	e->rev_nat_id = id;
 	e->order = e->porder = ORDER_NONE;
 	if (lb_ht_insert(&m->fes, &e->n) < 0) {
-		(void)ids_free(&m->rn_ids, id);
+		(void)lb_ids_free(&m->rn_ids, id);
 		free(e);
 		return NULL;
 	}
@@ -593,8 +380,6 @@ static int bi_insert(struct lb_maps *m, int f, uint32_t id, uint32_t h)
 	return 0;
 }
 
-static uint32_t be_hash(const struct l4key *k);
-
 /*
  * Linear probing without tombstones: the entries after the hole move back
  * when they may. Before the map's entry is cleared: its address is the key.
@@ -650,13 +435,13 @@ static uint32_t be_get(struct lb_maps *m, const struct l4key *k, uint32_t h, boo
 
 	if (id || !create)
 		return id;
-	id = ids_alloc(&m->be_ids[f]);
+	id = lb_ids_alloc(&m->be_ids[f]);
 	if (!id) {
 		m->full = f ? LBM_BE6 : LBM_BE4;
 		return 0;
 	}
 	if (arr_cover(m, f ? LBM_BE6 : LBM_BE4, id + 1) < 0 || bi_insert(m, f, id, h) < 0) {
-		(void)ids_free(&m->be_ids[f], id);
+		(void)lb_ids_free(&m->be_ids[f], id);
 		return 0;
 	}
 	memset(&m->be[f][id], 0, sizeof(m->be[f][id]));
@@ -771,12 +556,12 @@ int lb_maps_new(const int fd[LBM_N], const uint32_t max[LBM_N], struct lb_maps *
 	if (!(m->be[0] = calloc(m->max[LBM_BE4], sizeof(struct be_ent))) ||
 	    !(m->be[1] = calloc(m->max[LBM_BE6], sizeof(struct be_ent))))
 		goto fail;
-	m->be_ids[0] = (struct ids){.max = m->max[LBM_BE4], .fresh = 1};
-	m->be_ids[1] = (struct ids){.max = m->max[LBM_BE6], .fresh = 1};
+	m->be_ids[0] = (struct lb_ids){.max = m->max[LBM_BE4], .fresh = 1};
+	m->be_ids[1] = (struct lb_ids){.max = m->max[LBM_BE6], .fresh = 1};
 	/* One rev_nat_id space: an id indexes the array of its frontend's family. */
 	rn_max = m->max[LBM_RN4] < m->max[LBM_RN6] ? m->max[LBM_RN4] : m->max[LBM_RN6];
-	m->rn_ids = (struct ids){.max = rn_max, .fresh = 1};
-	if ((r = bd_init(&m->slots_bd, m->max[LBM_SLOTS])) < 0)
+	m->rn_ids = (struct lb_ids){.max = rn_max, .fresh = 1};
+	if ((r = lb_bd_init(&m->slots_bd, m->max[LBM_SLOTS])) < 0)
 		goto fail;
 	*ret_m = m;
 	return 0;
@@ -809,7 +594,7 @@ void lb_maps_free(struct lb_maps *m)
 	}
 	free(m->rn_ids.free);
 	free(m->rn_ids.adopted);
-	bd_free_all(&m->slots_bd);
+	lb_bd_free_all(&m->slots_bd);
 	free(m->q[0].v);
 	free(m->q[1].v);
 	for (int i = 0; i < 3; i++)
@@ -935,7 +720,7 @@ static int adopt_backends(struct lb_maps *m, int f)
 			k.proto = v->proto;
 			state = v->state;
 		}
-		if (!ids_adopt(&m->be_ids[f], id))
+		if (!lb_ids_adopt(&m->be_ids[f], id))
 			return -ENOMEM;
 		if (bi_find(m, &k, be_hash(&k))) {
 			int r = orphan_add(m, f, id);
@@ -983,7 +768,7 @@ static int adopt_masters_cb(struct lb_maps *m, int fam, const void *keys, const 
 		e->wmaster = v[i];
 		e->order = e->porder = ORDER_NONE;
 		/* A duplicate or impossible id gets a new one once all are known. */
-		e->rev_nat_id = ids_adopt(&m->rn_ids, v[i].rev_nat_id) ? v[i].rev_nat_id : 0;
+		e->rev_nat_id = lb_ids_adopt(&m->rn_ids, v[i].rev_nat_id) ? v[i].rev_nat_id : 0;
 		if (e->rev_nat_id)
 			e->rn_in_map = fam == 4 ? m->rn4[e->rev_nat_id].proto != 0
 						: m->rn6[e->rev_nat_id].proto != 0;
@@ -994,7 +779,7 @@ static int adopt_masters_cb(struct lb_maps *m, int fam, const void *keys, const 
 		 */
 		if (v[i].slot_order != ORDER_NONE &&
 		    (v[i].count > (1ull << (v[i].slot_order & 31)) ||
-		     bd_reserve(&m->slots_bd, v[i].slot_base, v[i].slot_order) < 0))
+		     lb_bd_reserve(&m->slots_bd, v[i].slot_base, v[i].slot_order) < 0))
 			e->unsure = true;
 		else if (v[i].slot_order != ORDER_NONE) {
 			e->base = v[i].slot_base;
@@ -1023,7 +808,7 @@ static int adopt_revnat(struct lb_maps *m, const uint8_t *owner)
 	for (uint32_t id = 1; id < m->rn_ids.max; id++) {
 		bool v4 = m->rn4[id].proto != 0, v6 = m->rn6[id].proto != 0;
 
-		if (!owner[id] && (v4 || v6) && !ids_adopt(&m->rn_ids, id))
+		if (!owner[id] && (v4 || v6) && !lb_ids_adopt(&m->rn_ids, id))
 			return -ENOMEM;
 		if (v4 && owner[id] != 4 && (r = orphan_add(m, 2, id)) < 0)
 			return r;
@@ -1055,15 +840,15 @@ int lb_maps_adopt(struct lb_maps *m, uint32_t *ret_backends)
 		if (e->rev_nat_id)
 			owner[e->rev_nat_id] = e->k.family;
 	}
-	if ((r = adopt_revnat(m, owner)) < 0 || (r = ids_adopted(&m->be_ids[0])) < 0 ||
-	    (r = ids_adopted(&m->be_ids[1])) < 0 || (r = ids_adopted(&m->rn_ids)) < 0)
+	if ((r = adopt_revnat(m, owner)) < 0 || (r = lb_ids_adopted(&m->be_ids[0])) < 0 ||
+	    (r = lb_ids_adopted(&m->be_ids[1])) < 0 || (r = lb_ids_adopted(&m->rn_ids)) < 0)
 		goto out;
 	lb_ht_foreach(&m->fes, n, nx) {
 		struct fe_ent *e = (struct fe_ent *)n;
 
 		(void)nx;
 		if (!e->rev_nat_id) {
-			e->rev_nat_id = ids_alloc(&m->rn_ids);
+			e->rev_nat_id = lb_ids_alloc(&m->rn_ids);
 			e->unsure = true;
 		}
 	}
@@ -1120,15 +905,15 @@ static int fe_room(struct lb_maps *m, struct fe_ent *e)
 
 	if (e->n_sel <= range_cap(e->order) || e->n_sel <= range_cap(e->porder))
 		return 0;
-	o = order_for(e->n_sel);
-	base = bd_alloc(&m->slots_bd, o);
-	if (base == NIL) {
+	o = lb_order_for(e->n_sel);
+	base = lb_bd_alloc(&m->slots_bd, o);
+	if (base == LB_NIL) {
 		m->full = LBM_SLOTS;
 		return -ENOSPC;
 	}
 	/* A smaller pending range was never written to the map: free at once. */
 	if (e->porder != ORDER_NONE)
-		bd_free(&m->slots_bd, e->pbase, e->porder);
+		lb_bd_free(&m->slots_bd, e->pbase, e->porder);
 	e->pbase = base;
 	e->porder = (uint8_t)o;
 	if (base + (1u << o) > m->slots_hw)
@@ -1674,11 +1459,11 @@ static void fe_written(struct lb_maps *m, struct fe_ent *e)
 		if (e->in_map || e->rn_in_map)
 			(void)q_add(m, Q_RN, e->rev_nat_id, 0);
 		else
-			(void)ids_free(&m->rn_ids, e->rev_nat_id);
+			(void)lb_ids_free(&m->rn_ids, e->rev_nat_id);
 		if (e->order != ORDER_NONE)
 			(void)q_add(m, Q_SLOTS, e->base, e->order);
 		if (e->porder != ORDER_NONE)
-			bd_free(&m->slots_bd, e->pbase, e->porder);
+			lb_bd_free(&m->slots_bd, e->pbase, e->porder);
 		lb_ht_remove(&m->fes, &e->n);
 		m->n_fe[f]--;
 		fe_free(e);
@@ -1692,7 +1477,7 @@ static void fe_written(struct lb_maps *m, struct fe_ent *e)
 		e->porder = ORDER_NONE;
 	} else if (e->porder != ORDER_NONE) {
 		/* Allocated for a claim that was undone or shrank: never written. */
-		bd_free(&m->slots_bd, e->pbase, e->porder);
+		lb_bd_free(&m->slots_bd, e->pbase, e->porder);
 		e->porder = ORDER_NONE;
 	}
 	e->wmaster = master_val(e, false);
