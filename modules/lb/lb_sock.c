@@ -7,13 +7,32 @@
  * so socket LB) outlive the agent.
  */
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/vfs.h>
+
+#include <linux/magic.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include "lb.h"
 #include "lb_sock.skel.h"
+
+/*
+ * Is cg the root of its cgroup2 hierarchy? (its parent directory is not on
+ * cgroup2: /sys/fs/cgroup on a hybrid system, / on a unified one).
+ */
+static bool cgroup_is_root(const char *cg)
+{
+	char parent[PATH_MAX];
+	struct statfs sf;
+
+	if (snprintf(parent, sizeof(parent), "%s/..", cg) >= (int)sizeof(parent))
+		return false;
+	return statfs(parent, &sf) == 0 && sf.f_type != CGROUP2_SUPER_MAGIC;
+}
 
 int lb_sock_attach(struct lb *lb)
 {
@@ -81,7 +100,13 @@ int lb_sock_attach(struct lb *lb)
 		}
 	}
 	lb_sock__destroy(skel);
-	axn_info(self, "socket LB attached to %s", lb->cgroup);
+	if (cgroup_is_root(lb->cgroup))
+		/* Right for a node agent (Cilium does the same); worth saying for anything else. */
+		axn_info(self, "socket LB attached to %s, the cgroup root: every process on this "
+			       "host is load-balanced, also after the agent stops (axonemed --purge "
+			       "detaches)", lb->cgroup);
+	else
+		axn_info(self, "socket LB attached to %s", lb->cgroup);
 	return 0;
 fail:
 	axn_err(self, "socket LB: %s failed: %s", step, strerror(-r));
