@@ -1358,7 +1358,13 @@ static uint32_t plan_slots(struct lb_maps *m, struct fe_ent *e, uint32_t base, b
 {
 	int f = fam_idx(e->k.family);
 	struct be_ent *bea = m->be[f];
-	uint32_t wanted = m->mark += 2, placed = wanted + 1, old_n = 0, n = 0, j = 0;
+	/*
+	 * Three marks of this call alone: wanted, in an old slot (placed), and
+	 * given its slot (done). The next call starts above done: a backend
+	 * done here is not wanted there unless that frontend wants it too.
+	 */
+	uint32_t wanted = m->mark += 3, placed = wanted + 1, done = wanted + 2;
+	uint32_t old_n = 0, n = 0, j = 0;
 
 	if (!in_place) {
 		for (uint32_t s = 0; s < e->n_sel; s++)
@@ -1378,12 +1384,12 @@ static uint32_t plan_slots(struct lb_maps *m, struct fe_ent *e, uint32_t base, b
 		uint32_t id = s < old_n ? m->slots[base + s].backend_id : 0;
 
 		if (id && id < m->be_ids[f].max && bea[id].used && bea[id].mark == placed) {
-			bea[id].mark = placed + 1; /* kept here: not twice */
+			bea[id].mark = done; /* kept here: not twice */
 			continue;
 		}
 		while (bea[e->bes[j]].mark != wanted)
 			j++;
-		bea[e->bes[j]].mark = placed + 1;
+		bea[e->bes[j]].mark = done;
 		slot_store(m, base + s, e->bes[j]);
 		n++;
 	}

@@ -550,6 +550,202 @@ static void test_dual_stack(void **state)
 	lb_svc_free(a);
 }
 
+/* --- a random model: many changes, restarts, tight maps ----------------------- */
+
+static uint64_t rnd_state = 88172645463325252ull;
+
+static uint32_t rnd(uint32_t n)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return (uint32_t)(rnd_state % n);
+}
+
+#define M_SVCS 48
+#define M_VIPS 64 /* frontends collide now and then */
+#define M_BES 40  /* backends shared between services */
+
+/* Service i on VIP vip with the backends of mask (a subset of the pool). */
+static struct lb_svc *model_svc(int i, int vip, uint64_t mask)
+{
+	struct lb_translate_conf conf = {.default_algorithm = LB_ALG_RANDOM};
+	char name[16], ip[32];
+	json_t *s, *sl, *eps = json_array();
+	const json_t *sls[1];
+	struct lb_svc *out;
+
+	snprintf(name, sizeof(name), "m%d", i);
+	snprintf(ip, sizeof(ip), "10.97.0.%d", vip + 1);
+	for (int b = 0; b < M_BES; b++)
+		if (mask >> b & 1) {
+			char a[32];
+
+			snprintf(a, sizeof(a), "10.2.0.%d", b + 1);
+			json_array_append_new(eps, json_pack("{s:[s]}", "addresses", a));
+		}
+	s = lbt_service("ns", name, ip, 80, "TCP", NULL);
+	sl = json_pack("{s:{s:s, s:s, s:{s:s}}, s:s, s:[{s:s, s:i, s:s}], s:o}", "metadata",
+		       "name", name, "namespace", "ns", "labels", "kubernetes.io/service-name", name,
+		       "addressType", "IPv4", "ports", "name", "p", "port", 8080, "protocol", "TCP",
+		       "endpoints", eps);
+	sls[0] = sl;
+	assert_int_equal(lb_translate(&conf, s, sls, 1, &out), 0);
+	json_decref(s);
+	json_decref(sl);
+	return out;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* The kernel's maps are exactly what the services that got in want. */
+static void model_check(struct fx *fx, struct lb_svc *const *cur, const char *when)
+{
+	uint32_t masters = 0;
+
+	for (int i = 0; i < M_SVCS; i++) {
+		for (size_t j = 0; cur[i] && j < cur[i]->n_fe; j++) {
+			const struct lb_fe *fe = &cur[i]->fe[j];
+			struct lb4_key k = {.port = htons(fe->port), .proto = fe->proto};
+			uint64_t want[M_BES], got[M_BES];
+			struct lb_svc_val v;
+
+			memcpy(&k.addr, fe->ip.a, 4);
+			if (bpf_map_lookup_elem(fx->fd[LBM_SVC4], &k, &v) < 0)
+				fail_msg("%s: service m%d has no master", when, i);
+			masters++;
+			if (v.count != fe->n_sel)
+				fail_msg("%s: m%d count %u, wants %zu", when, i, v.count, fe->n_sel);
+			for (uint32_t s = 0; s < v.count; s++) {
+				uint32_t key = v.slot_base + s;
+				struct lb_slot sl;
+				struct lb4_backend be;
+
+				assert_true(v.slot_order != LB_SLOT_ORDER_NONE);
+				assert_true(s < (1u << v.slot_order));
+				assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_SLOTS], &key, &sl), 0);
+				assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_BE4], &sl.backend_id, &be),
+						 0);
+				if (!be.proto)
+					fail_msg("%s: m%d slot %u names a free backend id %u", when, i, s,
+						 sl.backend_id);
+				got[s] = (uint64_t)ntohl(be.addr) << 16 | ntohs(be.port);
+				want[s] = (uint64_t)ntohl(*(const uint32_t *)fe->be[s].ip.a) << 16 |
+					  fe->be[s].port;
+			}
+			qsort(got, v.count, sizeof(got[0]), cmp_u64);
+			qsort(want, v.count, sizeof(want[0]), cmp_u64);
+			if (v.count && memcmp(got, want, v.count * sizeof(got[0]))) {
+				for (uint32_t s = 0; s < v.count; s++)
+					print_message("  slot %u: got %llx want %llx\n", s,
+						      (unsigned long long)got[s], (unsigned long long)want[s]);
+				fail_msg("%s: m%d's slots hold other backends than it wants (base %u order %u)",
+					 when, i, v.slot_base, v.slot_order);
+			}
+		}
+	}
+	if (lbt_count(fx->fd[LBM_SVC4]) != masters)
+		fail_msg("%s: %u masters in the map, %u wanted", when, lbt_count(fx->fd[LBM_SVC4]),
+			 masters);
+}
+
+/*
+ * Random services -- colliding frontends, shared backends, maps small
+ * enough to refuse some -- changed, flushed, graced and restarted over and
+ * over: after every flush the maps hold exactly what the accepted services
+ * want, and at the end everything comes back.
+ */
+static void test_random_model(void **state)
+{
+	struct fx *fx = *state;
+	struct lb_svc *cur[M_SVCS] = {0};
+	char *owner[M_SVCS];
+	int refused = 0, accepted = 0;
+
+	NEED_ROOT(fx);
+	/* LB_MODEL_SEED: another sequence (the default is fixed, so a failure repeats). */
+	if (getenv("LB_MODEL_SEED"))
+		rnd_state = strtoull(getenv("LB_MODEL_SEED"), NULL, 0) | 1;
+	for (int i = 0; i < M_SVCS; i++)
+		assert_int_not_equal(asprintf(&owner[i], "ns/m%d", i), -1);
+	for (int round = 0; round < 120; round++) {
+		for (int c = 0; c < 8; c++) {
+			int i = (int)rnd(M_SVCS);
+			struct lb_svc *next = NULL;
+			char *err = NULL;
+			int r;
+
+			if (rnd(5)) {
+				uint64_t mask = 0;
+				int n = (int)rnd(13);
+
+				for (int b = 0; b < n; b++)
+					mask |= 1ull << rnd(M_BES);
+				next = model_svc(i, (int)rnd(M_VIPS), mask);
+			}
+			r = lb_maps_service_set(fx->m, owner[i], cur[i], next, &err);
+			if (r == -ENOSPC || r == -EADDRINUSE) {
+				refused++;
+				free(err);
+				lb_svc_free(next);
+				continue;
+			}
+			assert_int_equal(r, 0);
+			accepted++;
+			lb_svc_free(cur[i]);
+			cur[i] = next;
+		}
+		assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
+		model_check(fx, cur, "after a flush");
+		if (rnd(3) == 0)
+			lb_maps_grace(fx->m);
+		if (round % 17 == 16) {
+			/* A restart: adopt, claim what the store has, prune. */
+			lb_maps_free(fx->m);
+			assert_int_equal(lb_maps_new(fx->fd, fx->max, &fx->m), 0);
+			assert_true(lb_maps_adopt(fx->m, NULL) >= 0);
+			for (int i = 0; i < M_SVCS; i++) {
+				char *err = NULL;
+
+				if (cur[i] && lb_maps_service_set(fx->m, owner[i], NULL, cur[i], &err))
+					fail_msg("restart: m%d no longer fits: %s", i, err ? err : "");
+			}
+			assert_int_equal(lb_maps_prune(fx->m, NULL), 0);
+			model_check(fx, cur, "after a restart");
+		}
+	}
+	print_message("random model: %d changes accepted, %d refused\n", accepted, refused);
+	assert_true(refused > 0 && accepted > 0);
+	for (int i = 0; i < M_SVCS; i++) {
+		char *err = NULL;
+
+		assert_int_equal(lb_maps_service_set(fx->m, owner[i], cur[i], NULL, &err), 0);
+		lb_svc_free(cur[i]);
+		cur[i] = NULL;
+	}
+	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
+	lb_maps_grace(fx->m);
+	lb_maps_grace(fx->m);
+	assert_int_equal(lb_maps_used(fx->m, LBM_SLOTS), 0);
+	assert_int_equal(lb_maps_used(fx->m, LBM_BE4), 0);
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 0);
+	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), 0);
+	assert_int_equal(lbt_count(fx->fd[LBM_RN4]), 0);
+	for (int i = 0; i < M_SVCS; i++)
+		free(owner[i]);
+}
+
+static int setup_model(void **state)
+{
+	/* Tight enough that some changes are refused. */
+	return setup_with(state, 1024, 256, 48);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -564,6 +760,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_adopt_and_prune, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_crash_leftovers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dual_stack, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_random_model, setup_model, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
