@@ -606,7 +606,8 @@ static int cmp_u64(const void *a, const void *b)
 /* The kernel's maps are exactly what the services that got in want. */
 static void model_check(struct fx *fx, struct lb_svc *const *cur, const char *when)
 {
-	uint32_t masters = 0;
+	uint32_t masters = 0, n_used = 0;
+	bool used[M_BES] = {false};
 
 	for (int i = 0; i < M_SVCS; i++) {
 		for (size_t j = 0; cur[i] && j < cur[i]->n_fe; j++) {
@@ -619,6 +620,22 @@ static void model_check(struct fx *fx, struct lb_svc *const *cur, const char *wh
 			if (bpf_map_lookup_elem(fx->fd[LBM_SVC4], &k, &v) < 0)
 				fail_msg("%s: service m%d has no master", when, i);
 			masters++;
+			{
+				struct lb4_revnat rn;
+
+				assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_RN4], &v.rev_nat_id, &rn), 0);
+				if (rn.addr != k.addr || rn.port != k.port || rn.proto != k.proto)
+					fail_msg("%s: m%d's reverse NAT entry %u is another frontend's",
+						 when, i, v.rev_nat_id);
+			}
+			for (size_t b = 0; b < fe->n_be; b++) {
+				uint32_t last = ntohl(*(const uint32_t *)fe->be[b].ip.a) & 0xff;
+
+				if (!used[last - 1]) {
+					used[last - 1] = true;
+					n_used++;
+				}
+			}
 			if (v.count != fe->n_sel)
 				fail_msg("%s: m%d count %u, wants %zu", when, i, v.count, fe->n_sel);
 			for (uint32_t s = 0; s < v.count; s++) {
@@ -652,6 +669,12 @@ static void model_check(struct fx *fx, struct lb_svc *const *cur, const char *wh
 	if (lbt_count(fx->fd[LBM_SVC4]) != masters)
 		fail_msg("%s: %u masters in the map, %u wanted", when, lbt_count(fx->fd[LBM_SVC4]),
 			 masters);
+	if (lbt_count(fx->fd[LBM_RN4]) != masters)
+		fail_msg("%s: %u reverse NAT entries, %u frontends", when,
+			 lbt_count(fx->fd[LBM_RN4]), masters);
+	if (lbt_count(fx->fd[LBM_BE4]) != n_used)
+		fail_msg("%s: %u backend entries, %u backends in use", when,
+			 lbt_count(fx->fd[LBM_BE4]), n_used);
 }
 
 /*
