@@ -575,20 +575,22 @@ static struct lb_svc *model_svc(int i, int vip, uint64_t mask)
 	const json_t *sls[1];
 	struct lb_svc *out;
 
+	bool v6 = i % 3 == 0; /* a third of the services are IPv6 */
+
 	snprintf(name, sizeof(name), "m%d", i);
-	snprintf(ip, sizeof(ip), "10.97.0.%d", vip + 1);
+	snprintf(ip, sizeof(ip), v6 ? "fd00:97::%x" : "10.97.0.%d", vip + 1);
 	for (int b = 0; b < M_BES; b++)
 		if (mask >> b & 1) {
 			char a[32];
 
-			snprintf(a, sizeof(a), "10.2.0.%d", b + 1);
+			snprintf(a, sizeof(a), v6 ? "fd00:2::%x" : "10.2.0.%d", b + 1);
 			json_array_append_new(eps, json_pack("{s:[s]}", "addresses", a));
 		}
 	s = lbt_service("ns", name, ip, 80, "TCP", NULL);
 	sl = json_pack("{s:{s:s, s:s, s:{s:s}}, s:s, s:[{s:s, s:i, s:s}], s:o}", "metadata",
 		       "name", name, "namespace", "ns", "labels", "kubernetes.io/service-name", name,
-		       "addressType", "IPv4", "ports", "name", "p", "port", 8080, "protocol", "TCP",
-		       "endpoints", eps);
+		       "addressType", v6 ? "IPv6" : "IPv4", "ports", "name", "p", "port", 8080,
+		       "protocol", "TCP", "endpoints", eps);
 	sls[0] = sl;
 	assert_int_equal(lb_translate(&conf, s, sls, 1, &out), 0);
 	json_decref(s);
@@ -596,44 +598,61 @@ static struct lb_svc *model_svc(int i, int vip, uint64_t mask)
 	return out;
 }
 
-static int cmp_u64(const void *a, const void *b)
+static int cmp_u32(const void *a, const void *b)
 {
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 
 	return x < y ? -1 : x > y;
+}
+
+/* The pool index of an address of the model (its last byte - 1). */
+static int model_be(const uint8_t *a, int v6)
+{
+	return (v6 ? a[15] : a[3]) - 1;
 }
 
 /* The kernel's maps are exactly what the services that got in want. */
 static void model_check(struct fx *fx, struct lb_svc *const *cur, const char *when)
 {
-	uint32_t masters = 0, n_used = 0;
-	bool used[M_BES] = {false};
+	uint32_t masters[2] = {0}, n_used[2] = {0};
+	bool used[2][M_BES] = {{false}};
 
 	for (int i = 0; i < M_SVCS; i++) {
 		for (size_t j = 0; cur[i] && j < cur[i]->n_fe; j++) {
 			const struct lb_fe *fe = &cur[i]->fe[j];
-			struct lb4_key k = {.port = htons(fe->port), .proto = fe->proto};
-			uint64_t want[M_BES], got[M_BES];
+			int f = fe->ip.family == 6;
+			struct lb4_key k4 = {.port = htons(fe->port), .proto = fe->proto};
+			struct lb6_key k6 = {.port = htons(fe->port), .proto = fe->proto};
+			uint32_t want[M_BES], got[M_BES];
 			struct lb_svc_val v;
 
-			memcpy(&k.addr, fe->ip.a, 4);
-			if (bpf_map_lookup_elem(fx->fd[LBM_SVC4], &k, &v) < 0)
+			memcpy(&k4.addr, fe->ip.a, 4);
+			memcpy(k6.addr, fe->ip.a, 16);
+			if (bpf_map_lookup_elem(fx->fd[f ? LBM_SVC6 : LBM_SVC4], f ? (void *)&k6 : (void *)&k4,
+						&v) < 0)
 				fail_msg("%s: service m%d has no master", when, i);
-			masters++;
-			{
+			masters[f]++;
+			if (f) {
+				struct lb6_revnat rn;
+
+				assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_RN6], &v.rev_nat_id, &rn), 0);
+				if (memcmp(rn.addr, k6.addr, 16) || rn.port != k6.port)
+					fail_msg("%s: m%d's reverse NAT entry %u is another frontend's",
+						 when, i, v.rev_nat_id);
+			} else {
 				struct lb4_revnat rn;
 
 				assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_RN4], &v.rev_nat_id, &rn), 0);
-				if (rn.addr != k.addr || rn.port != k.port || rn.proto != k.proto)
+				if (rn.addr != k4.addr || rn.port != k4.port || rn.proto != k4.proto)
 					fail_msg("%s: m%d's reverse NAT entry %u is another frontend's",
 						 when, i, v.rev_nat_id);
 			}
 			for (size_t b = 0; b < fe->n_be; b++) {
-				uint32_t last = ntohl(*(const uint32_t *)fe->be[b].ip.a) & 0xff;
+				int x = model_be(fe->be[b].ip.a, f);
 
-				if (!used[last - 1]) {
-					used[last - 1] = true;
-					n_used++;
+				if (!used[f][x]) {
+					used[f][x] = true;
+					n_used[f]++;
 				}
 			}
 			if (v.count != fe->n_sel)
@@ -641,40 +660,44 @@ static void model_check(struct fx *fx, struct lb_svc *const *cur, const char *wh
 			for (uint32_t s = 0; s < v.count; s++) {
 				uint32_t key = v.slot_base + s;
 				struct lb_slot sl;
-				struct lb4_backend be;
+				union {
+					struct lb4_backend b4;
+					struct lb6_backend b6;
+				} be;
 
 				assert_true(v.slot_order != LB_SLOT_ORDER_NONE);
 				assert_true(s < (1u << v.slot_order));
 				assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_SLOTS], &key, &sl), 0);
-				assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_BE4], &sl.backend_id, &be),
-						 0);
-				if (!be.proto)
+				assert_int_equal(bpf_map_lookup_elem(fx->fd[f ? LBM_BE6 : LBM_BE4],
+								     &sl.backend_id, &be), 0);
+				if (!(f ? be.b6.proto : be.b4.proto))
 					fail_msg("%s: m%d slot %u names a free backend id %u", when, i, s,
 						 sl.backend_id);
-				got[s] = (uint64_t)ntohl(be.addr) << 16 | ntohs(be.port);
-				want[s] = (uint64_t)ntohl(*(const uint32_t *)fe->be[s].ip.a) << 16 |
-					  fe->be[s].port;
+				got[s] = (uint32_t)model_be(f ? be.b6.addr : (const uint8_t *)&be.b4.addr, f)
+						 << 16 |
+					 ntohs(f ? be.b6.port : be.b4.port);
+				want[s] = (uint32_t)model_be(fe->be[s].ip.a, f) << 16 | fe->be[s].port;
 			}
-			qsort(got, v.count, sizeof(got[0]), cmp_u64);
-			qsort(want, v.count, sizeof(want[0]), cmp_u64);
-			if (v.count && memcmp(got, want, v.count * sizeof(got[0]))) {
-				for (uint32_t s = 0; s < v.count; s++)
-					print_message("  slot %u: got %llx want %llx\n", s,
-						      (unsigned long long)got[s], (unsigned long long)want[s]);
+			qsort(got, v.count, sizeof(got[0]), cmp_u32);
+			qsort(want, v.count, sizeof(want[0]), cmp_u32);
+			if (v.count && memcmp(got, want, v.count * sizeof(got[0])))
 				fail_msg("%s: m%d's slots hold other backends than it wants (base %u order %u)",
 					 when, i, v.slot_base, v.slot_order);
-			}
 		}
 	}
-	if (lbt_count(fx->fd[LBM_SVC4]) != masters)
-		fail_msg("%s: %u masters in the map, %u wanted", when, lbt_count(fx->fd[LBM_SVC4]),
-			 masters);
-	if (lbt_count(fx->fd[LBM_RN4]) != masters)
-		fail_msg("%s: %u reverse NAT entries, %u frontends", when,
-			 lbt_count(fx->fd[LBM_RN4]), masters);
-	if (lbt_count(fx->fd[LBM_BE4]) != n_used)
-		fail_msg("%s: %u backend entries, %u backends in use", when,
-			 lbt_count(fx->fd[LBM_BE4]), n_used);
+	for (int f = 0; f < 2; f++) {
+		int svcm = f ? LBM_SVC6 : LBM_SVC4, rnm = f ? LBM_RN6 : LBM_RN4, bem = f ? LBM_BE6 : LBM_BE4;
+
+		if (lbt_count(fx->fd[svcm]) != masters[f])
+			fail_msg("%s: %u masters in %s, %u wanted", when, lbt_count(fx->fd[svcm]),
+				 lb_map_defs[svcm].name, masters[f]);
+		if (lbt_count(fx->fd[rnm]) != masters[f])
+			fail_msg("%s: %u entries in %s, %u frontends", when, lbt_count(fx->fd[rnm]),
+				 lb_map_defs[rnm].name, masters[f]);
+		if (lbt_count(fx->fd[bem]) != n_used[f])
+			fail_msg("%s: %u entries in %s, %u backends in use", when,
+				 lbt_count(fx->fd[bem]), lb_map_defs[bem].name, n_used[f]);
+	}
 }
 
 /*
@@ -756,9 +779,11 @@ static void test_random_model(void **state)
 	lb_maps_grace(fx->m);
 	assert_int_equal(lb_maps_used(fx->m, LBM_SLOTS), 0);
 	assert_int_equal(lb_maps_used(fx->m, LBM_BE4), 0);
-	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 0);
-	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), 0);
-	assert_int_equal(lbt_count(fx->fd[LBM_RN4]), 0);
+	assert_int_equal(lb_maps_used(fx->m, LBM_BE6), 0);
+	/* lb_slots is left as it was: slots outside every range mean nothing. */
+	for (int id = 0; id < LBM_SK4; id++)
+		if (id != LBM_SLOTS && lbt_count(fx->fd[id]))
+			fail_msg("%s still holds %u entries", lb_map_defs[id].name, lbt_count(fx->fd[id]));
 	for (int i = 0; i < M_SVCS; i++)
 		free(owner[i]);
 }
