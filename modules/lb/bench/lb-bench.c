@@ -160,6 +160,15 @@ static void flush_breakdown(struct axn_testhost *th, double *read, double *tr, d
  * own puts and replay (the testhost's, not the agent's: store_put_ms,
  * start_ms).
  */
+#define UPDATES 200
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 static int bench_program(uint32_t n, uint32_t nb, const char *mode)
 {
 	uint32_t max[LBM_N], want_svc = n, want_be = n * nb, got_svc, got_be, range = 1;
@@ -171,7 +180,7 @@ static int bench_program(uint32_t n, uint32_t nb, const char *mode)
 	bool replay = !strcmp(mode, "replay");
 	long rss1, rss2;
 	size_t heap1, heap2;
-	double t_put0, t_put1, t_start0, t0, t1, rd, tr, wr;
+	double t_put0, t_put1, t_start0, t0, t1, rd, tr, wr, upd50 = 0, upd99 = 0;
 
 	if (!replay && strcmp(mode, "incremental")) {
 		fprintf(stderr, "lb-bench: mode is replay or incremental\n");
@@ -239,12 +248,36 @@ static int bench_program(uint32_t n, uint32_t nb, const char *mode)
 	flush_breakdown(th, &rd, &tr, &wr);
 	got_svc = lbt_count(fd[LBM_SVC4]);
 	got_be = lbt_count(fd[LBM_BE4]);
+	/*
+	 * Then one service at a time, as a live cluster changes: its slice gains
+	 * a backend or loses it again (a scale event), each change delivered and
+	 * flushed on its own. A flush should cost what changed, not what exists.
+	 */
+	{
+		double up[UPDATES];
+
+		for (int k = 0; k < UPDATES; k++) {
+			uint32_t i = (uint32_t)((k * 7919u) % n);
+			double u0;
+
+			u0 = now_ms();
+			axn_testhost_inject(th, AXN_EV_MODIFIED,
+					    slice(i, k % 2 ? nb : nb + 1, 0x0b000000u, 8080));
+			if (drain(th) < 0)
+				return 1;
+			up[k] = (now_ms() - u0) * 1000.0;
+		}
+		qsort(up, UPDATES, sizeof(up[0]), cmp_double);
+		upd50 = up[UPDATES / 2];
+		upd99 = up[UPDATES * 99 / 100];
+	}
 	printf("program mode=%s services=%u backends_per_service=%u ms=%.1f read_ms=%.1f "
 	       "translate_ms=%.1f write_ms=%.1f start_ms=%.1f store_put_ms=%.1f entries_svc=%u "
-	       "entries_be=%u maps=%s rss_module_kb=%ld heap_module_kb=%ld\n",
+	       "entries_be=%u maps=%s rss_module_kb=%ld heap_module_kb=%ld update_p50_us=%.0f "
+	       "update_p99_us=%.0f\n",
 	       mode, n, nb, t1 - t0, rd, tr, wr, t0 - t_start0, t_put1 - t_put0, got_svc, got_be,
 	       got_svc == want_svc && got_be == want_be ? "ok" : "INCOMPLETE", rss2 - rss1,
-	       ((long)heap2 - (long)heap1) / 1024);
+	       ((long)heap2 - (long)heap1) / 1024, upd50, upd99);
 	axn_testhost_free(th);
 	lbt_maps_close(fd);
 	return got_svc == want_svc && got_be == want_be ? 0 : 1;

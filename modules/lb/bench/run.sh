@@ -48,7 +48,7 @@ field() { sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p"; }
 
 echo "lb: programming N services from the store into the BPF maps (first store event -> maps hold all)"
 echo "    testhost store + the module's code + real maps; median of $RUNS runs ($RUNS_100K at 100k)"
-printf '%9s %8s  %-11s %9s %9s %9s %9s   %-14s %s\n' services backends mode ms read translate write target maps
+printf '%9s %8s  %-11s %9s %9s %9s %9s   %-14s %-5s %s\n' services backends mode ms read translate write target maps "1 update p50/p99 µs"
 rc=0
 for n in $SIZES; do
 	runs=$RUNS
@@ -67,17 +67,19 @@ for n in $SIZES; do
 			fi
 			ms=$(field ms <<<"$out" | median)
 			t=$(target_ms "$n")
-			printf '%9s %8s  %-11s %9s %9s %9s %9s   < %3s ms %-5s %s\n' "$n" "$b" "$mode" "$ms" \
+			printf '%9s %8s  %-11s %9s %9s %9s %9s   < %3s ms %-5s %-5s %s\n' "$n" "$b" "$mode" "$ms" \
 				"$(field read_ms <<<"$out" | median)" "$(field translate_ms <<<"$out" | median)" \
 				"$(field write_ms <<<"$out" | median)" "$t" \
 				"$(awk -v v="$ms" -v t="$t" 'BEGIN { print (v + 0 < t + 0) ? "ok" : "OVER" }')" \
-				"$(field maps <<<"$out" | sort -u | tr '\n' ' ')"
+				"$(field maps <<<"$out" | sort -u | tr -d '\n')" \
+				"$(field update_p50_us <<<"$out" | median)/$(field update_p99_us <<<"$out" | median)"
 		done
 	done
 done
 echo "    (ms: deliveries + read + translate + write; read = parsing the documents (2 threads"
 echo "     from 2048 events) and applying them; translate: 2 threads from 1024 services, then the"
-echo "     claims; write = the array stores and the masters' syscalls (2 threads from 8192))"
+echo "     claims; write = the array stores and the masters' syscalls (2 threads from 8192);"
+echo "     1 update: then 200 times one service's slice changes, delivered and flushed alone)"
 echo
 echo "kube-proxy baseline in the same run: the same services as iptables-restore input"
 echo "(KUBE-SERVICES -> KUBE-SVC -> KUBE-SEP DNAT), restored into an empty netns"
