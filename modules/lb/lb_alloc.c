@@ -131,6 +131,8 @@ unsigned lb_order_for(uint32_t n)
 {
 	unsigned o = 0;
 
+	if (n > 1u << LB_ORDER_MAX)
+		return LB_ORDER_MAX + 1; /* more than any range: lb_bd_alloc says no */
 	while ((1u << o) < n)
 		o++;
 	return o;

@@ -682,6 +682,10 @@ out:
 	return r;
 }
 
+/* orphans[2]: a rev_nat_id with these bits. */
+#define ORPHAN_V6 0x80000000u	 /* the entry is in lb6_revnat */
+#define ORPHAN_OWNED 0x40000000u /* an adopted frontend (of the other family) has the id */
+
 static int orphan_add(struct lb_maps *m, int which, uint32_t v)
 {
 	uint32_t *nv = realloc(m->orphans[which], (m->n_orphans[which] + 1) * sizeof(*nv));
@@ -807,12 +811,13 @@ static int adopt_revnat(struct lb_maps *m, const uint8_t *owner)
 
 	for (uint32_t id = 1; id < m->rn_ids.max; id++) {
 		bool v4 = m->rn4[id].proto != 0, v6 = m->rn6[id].proto != 0;
+		uint32_t owned = owner[id] ? ORPHAN_OWNED : 0;
 
 		if (!owner[id] && (v4 || v6) && !lb_ids_adopt(&m->rn_ids, id))
 			return -ENOMEM;
-		if (v4 && owner[id] != 4 && (r = orphan_add(m, 2, id)) < 0)
+		if (v4 && owner[id] != 4 && (r = orphan_add(m, 2, id | owned)) < 0)
 			return r;
-		if (v6 && owner[id] != 6 && (r = orphan_add(m, 2, id | 0x80000000u)) < 0)
+		if (v6 && owner[id] != 6 && (r = orphan_add(m, 2, id | owned | ORPHAN_V6)) < 0)
 			return r;
 	}
 	return 0;
@@ -888,6 +893,22 @@ static void fe_release(struct lb_maps *m, struct fe_ent *e)
 	fe_dirty(m, e);
 }
 
+/*
+ * A pending range goes back. One that a failed flush may have written a
+ * master to (the frontend is unsure) waits out the grace period like any
+ * range a master pointed at; otherwise nothing ever read it.
+ */
+static void pending_free(struct lb_maps *m, struct fe_ent *e)
+{
+	if (e->porder == ORDER_NONE)
+		return;
+	if (e->unsure)
+		(void)q_add(m, Q_SLOTS, e->pbase, e->porder);
+	else
+		lb_bd_free(&m->slots_bd, e->pbase, e->porder);
+	e->porder = ORDER_NONE;
+}
+
 static uint32_t range_cap(uint8_t order)
 {
 	return order == ORDER_NONE ? 0 : 1u << order;
@@ -911,9 +932,8 @@ static int fe_room(struct lb_maps *m, struct fe_ent *e)
 		m->full = LBM_SLOTS;
 		return -ENOSPC;
 	}
-	/* A smaller pending range was never written to the map: free at once. */
-	if (e->porder != ORDER_NONE)
-		lb_bd_free(&m->slots_bd, e->pbase, e->porder);
+	/* A smaller pending range: never written to the map, unless a flush failed. */
+	pending_free(m, e);
 	e->pbase = base;
 	e->porder = (uint8_t)o;
 	if (base + (1u << o) > m->slots_hw)
@@ -1363,8 +1383,19 @@ static uint32_t plan_slots(struct lb_maps *m, struct fe_ent *e, uint32_t base, b
 	 * given its slot (done). The next call starts above done: a backend
 	 * done here is not wanted there unless that frontend wants it too.
 	 */
-	uint32_t wanted = m->mark += 3, placed = wanted + 1, done = wanted + 2;
+	uint32_t wanted, placed, done;
 	uint32_t old_n = 0, n = 0, j = 0;
+
+	if (m->mark > UINT32_MAX - 3) {
+		/* Wrapping: no old mark may look like a new one. */
+		for (int g = 0; g < 2; g++)
+			for (uint32_t id = 1; id < m->be_ids[g].fresh; id++)
+				m->be[g][id].mark = 0;
+		m->mark = 0;
+	}
+	wanted = m->mark += 3;
+	placed = wanted + 1;
+	done = wanted + 2;
 
 	if (!in_place) {
 		for (uint32_t s = 0; s < e->n_sel; s++)
@@ -1468,8 +1499,7 @@ static void fe_written(struct lb_maps *m, struct fe_ent *e)
 			(void)lb_ids_free(&m->rn_ids, e->rev_nat_id);
 		if (e->order != ORDER_NONE)
 			(void)q_add(m, Q_SLOTS, e->base, e->order);
-		if (e->porder != ORDER_NONE)
-			lb_bd_free(&m->slots_bd, e->pbase, e->porder);
+		pending_free(m, e);
 		lb_ht_remove(&m->fes, &e->n);
 		m->n_fe[f]--;
 		fe_free(e);
@@ -1481,10 +1511,9 @@ static void fe_written(struct lb_maps *m, struct fe_ent *e)
 		e->base = e->pbase;
 		e->order = e->porder;
 		e->porder = ORDER_NONE;
-	} else if (e->porder != ORDER_NONE) {
-		/* Allocated for a claim that was undone or shrank: never written. */
-		lb_bd_free(&m->slots_bd, e->pbase, e->porder);
-		e->porder = ORDER_NONE;
+	} else {
+		/* Allocated for a claim that was undone or shrank. */
+		pending_free(m, e);
 	}
 	e->wmaster = master_val(e, false);
 	e->in_map = e->rn_in_map = true;
@@ -1562,8 +1591,13 @@ int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st)
 		 * (the module's retry, or the next change). Nothing is freed, so
 		 * whatever a master points at still exists.
 		 */
-		for (struct fe_ent *e = fes; e; e = e->dnext)
-			e->unsure = e->owner != NULL;
+		for (struct fe_ent *e = fes; e; e = e->dnext) {
+			e->unsure = true;
+			if (e->owner) {
+				/* Its master may be in the map now, and plan_fe wrote its reverse NAT. */
+				e->in_map = e->rn_in_map = true;
+			}
+		}
 		goto out;
 	}
 
@@ -1609,18 +1643,11 @@ static void prune_orphans(struct lb_maps *m)
 		}
 	}
 	for (size_t i = 0; i < m->n_orphans[2]; i++) {
-		uint32_t id = m->orphans[2][i] & 0x7fffffffu;
-		int f = m->orphans[2][i] >> 31;
-		struct fe_ent *owner = NULL;
+		uint32_t v = m->orphans[2][i], id = v & ~(ORPHAN_OWNED | ORPHAN_V6);
 
-		rn_clear(m, id, f);
-		/* The id is free unless a frontend (of the other family) has it. */
-		lb_ht_foreach(&m->fes, n, nx) {
-			(void)nx;
-			if (((struct fe_ent *)n)->rev_nat_id == id)
-				owner = (struct fe_ent *)n;
-		}
-		if (!owner)
+		rn_clear(m, id, !!(v & ORPHAN_V6));
+		/* Free unless a frontend (of the other family) had it at adoption: it frees it. */
+		if (!(v & ORPHAN_OWNED))
 			(void)q_add(m, Q_RN, id, 0);
 	}
 	for (int i = 0; i < 3; i++) {

@@ -794,6 +794,160 @@ static int setup_model(void **state)
 	return setup_with(state, 1024, 256, 48);
 }
 
+/*
+ * The kernel's lb4_services holds 3 while the writer believes 1024: its
+ * capacity check passes and master upserts fail (E2BIG), as after any
+ * failed write.
+ */
+static int setup_tiny_masters(void **state)
+{
+	struct fx *fx;
+
+	setup_with(state, 3, 1024, 1024);
+	if (!(fx = *state))
+		return 0;
+	lb_maps_free(fx->m);
+	fx->max[LBM_SVC4] = 1024;
+	assert_int_equal(lb_maps_new(fx->fd, fx->max, &fx->m), 0);
+	return 0;
+}
+
+/* Flush until one gets everything written (at most `tries`); the last result. */
+static int flush_until_ok(struct fx *fx, int tries)
+{
+	int r = -1;
+
+	while (tries-- > 0 && (r = lb_maps_flush(fx->m, NULL)) < 0)
+		;
+	return r;
+}
+
+/*
+ * A failed flush still writes some masters. A new frontend whose master got
+ * in must be known as written: removed before the retry, its master is
+ * deleted -- not left behind to hold capacity and to point at a range and a
+ * rev_nat_id that go to other services.
+ */
+static void test_failed_flush_new_frontend(void **state)
+{
+	struct fx *fx = *state;
+	struct lb_svc *a, *b, *n, *c;
+	int found;
+
+	NEED_ROOT(fx);
+	a = svc("a", "10.96.0.1", 1, 1, NULL);
+	b = svc("b", "10.96.0.2", 2, 1, NULL);
+	n = svc("n", "10.96.0.3", 3, 2, NULL);
+	c = svc("c", "10.96.0.4", 4, 2, NULL);
+	set_ok(fx, "ns/a", NULL, a);
+	set_ok(fx, "ns/b", NULL, b);
+	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
+	/* n and c in one flush: one master fits, the other does not. */
+	set_ok(fx, "ns/n", NULL, n);
+	set_ok(fx, "ns/c", NULL, c);
+	assert_true(lb_maps_flush(fx->m, NULL) < 0);
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 3);
+	/* Whichever got in, n goes now: its master must go too, and c gets in. */
+	set_ok(fx, "ns/n", n, NULL);
+	assert_int_equal(flush_until_ok(fx, 3), 0);
+	master4(fx, "10.96.0.3", &found);
+	assert_false(found);
+	assert_int_equal(master4(fx, "10.96.0.4", &found).count, 2);
+	assert_true(found);
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 3);
+	assert_int_equal(lbt_count(fx->fd[LBM_RN4]), 3);
+	lb_svc_free(a);
+	lb_svc_free(b);
+	lb_svc_free(n);
+	lb_svc_free(c);
+}
+
+/*
+ * A flush whose upserts fail still runs its deletes. A frontend released in
+ * it and claimed again unchanged before the retry must be written again:
+ * its master is gone.
+ */
+static void test_failed_flush_reclaimed(void **state)
+{
+	struct fx *fx = *state;
+	struct lb_svc *a, *b, *c, *d;
+	int found;
+
+	NEED_ROOT(fx);
+	a = svc("a", "10.96.0.1", 1, 1, NULL);
+	b = svc("b", "10.96.0.2", 2, 1, NULL);
+	c = svc("c", "10.96.0.3", 3, 1, NULL);
+	d = svc("d", "10.96.0.4", 4, 1, NULL);
+	set_ok(fx, "ns/a", NULL, a);
+	set_ok(fx, "ns/b", NULL, b);
+	set_ok(fx, "ns/c", NULL, c);
+	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
+	/* a goes and d comes: d's upsert fails (full), a's delete runs. */
+	set_ok(fx, "ns/a", a, NULL);
+	set_ok(fx, "ns/d", NULL, d);
+	assert_true(lb_maps_flush(fx->m, NULL) < 0);
+	master4(fx, "10.96.0.1", &found);
+	assert_false(found);
+	/* d gives up, a comes back as it was: a's master is written again. */
+	set_ok(fx, "ns/d", d, NULL);
+	set_ok(fx, "ns/a", NULL, a);
+	assert_int_equal(flush_until_ok(fx, 3), 0);
+	assert_int_equal(master4(fx, "10.96.0.1", &found).count, 1);
+	assert_true(found);
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 3);
+	lb_svc_free(a);
+	lb_svc_free(b);
+	lb_svc_free(c);
+	lb_svc_free(d);
+}
+
+/*
+ * A crash can leave a v4 and a v6 master with one rev_nat_id. Pruned, the
+ * id is freed once: two later frontends never share it.
+ */
+static void test_adopt_shared_revnat(void **state)
+{
+	struct fx *fx = *state;
+	struct lb4_key k4 = {.port = htons(80), .proto = IPPROTO_TCP};
+	struct lb6_key k6 = {.port = htons(80), .proto = IPPROTO_TCP};
+	struct lb_svc_val v = {.rev_nat_id = 5, .slot_order = LB_SLOT_ORDER_NONE};
+	struct lb4_revnat rn4 = {.port = htons(80), .proto = IPPROTO_TCP};
+	struct lb6_revnat rn6 = {.port = htons(80), .proto = IPPROTO_TCP};
+	struct lb_svc *s[4];
+	__u32 id = 5;
+
+	NEED_ROOT(fx);
+	inet_pton(AF_INET, "10.96.9.1", &k4.addr);
+	inet_pton(AF_INET6, "fd00:96::9", k6.addr);
+	rn4.addr = k4.addr;
+	memcpy(rn6.addr, k6.addr, 16);
+	assert_int_equal(bpf_map_update_elem(fx->fd[LBM_SVC4], &k4, &v, BPF_ANY), 0);
+	assert_int_equal(bpf_map_update_elem(fx->fd[LBM_SVC6], &k6, &v, BPF_ANY), 0);
+	assert_int_equal(bpf_map_update_elem(fx->fd[LBM_RN4], &id, &rn4, BPF_ANY), 0);
+	assert_int_equal(bpf_map_update_elem(fx->fd[LBM_RN6], &id, &rn6, BPF_ANY), 0);
+	lb_maps_free(fx->m);
+	assert_int_equal(lb_maps_new(fx->fd, fx->max, &fx->m), 0);
+	assert_int_equal(lb_maps_adopt(fx->m, NULL), 2);
+	assert_int_equal(lb_maps_prune(fx->m, NULL), 0);
+	assert_int_equal(lbt_count(fx->fd[LBM_RN4]) + lbt_count(fx->fd[LBM_RN6]), 0);
+	lb_maps_grace(fx->m);
+	lb_maps_grace(fx->m);
+	for (int i = 0; i < 4; i++) {
+		char name[8], ip[32];
+
+		snprintf(name, sizeof(name), "s%d", i);
+		snprintf(ip, sizeof(ip), "10.96.1.%d", i + 1);
+		s[i] = svc(name, ip, i + 1, 1, NULL);
+		set_ok(fx, i == 0 ? "s0" : i == 1 ? "s1" : i == 2 ? "s2" : "s3", NULL, s[i]);
+	}
+	for (int i = 0; i < 4; i++)
+		for (int j = i + 1; j < 4; j++)
+			assert_int_not_equal(lb_maps_fe_id(fx->m, &s[i]->fe[0]),
+					     lb_maps_fe_id(fx->m, &s[j]->fe[0]));
+	for (int i = 0; i < 4; i++)
+		lb_svc_free(s[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -809,6 +963,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_adopt_crash_leftovers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dual_stack, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_random_model, setup_model, teardown),
+		cmocka_unit_test_setup_teardown(test_failed_flush_new_frontend, setup_tiny_masters,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_failed_flush_reclaimed, setup_tiny_masters,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_shared_revnat, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
