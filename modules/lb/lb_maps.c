@@ -25,11 +25,18 @@
 #include "lb_shared.h"
 #include "lb_thread.h"
 
+/*
+ * The masters' hash maps are not preallocated: a preallocated hash map hands
+ * a replaced element to the next update at once, so a program still reading
+ * the old master could see another frontend's count and range mixed into
+ * it; without preallocation a replaced element is freed after an RCU grace
+ * period, and what a program read stays what it read.
+ */
 const struct lb_map_def lb_map_defs[LBM_N] = {
 	[LBM_SVC4] = {"lb4_services", BPF_MAP_TYPE_HASH, sizeof(struct lb4_key),
-		      sizeof(struct lb_svc_val), 0},
+		      sizeof(struct lb_svc_val), BPF_F_NO_PREALLOC},
 	[LBM_SVC6] = {"lb6_services", BPF_MAP_TYPE_HASH, sizeof(struct lb6_key),
-		      sizeof(struct lb_svc_val), 0},
+		      sizeof(struct lb_svc_val), BPF_F_NO_PREALLOC},
 	[LBM_SLOTS] = {"lb_slots", BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(struct lb_slot),
 		       BPF_F_MMAPABLE},
 	[LBM_BE4] = {"lb4_backends", BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(struct lb4_backend),

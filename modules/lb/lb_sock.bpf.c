@@ -121,26 +121,28 @@ static __always_inline int lb4_pick(struct bpf_sock_addr *ctx, __be32 vip, __be1
 		.proto = (__u8)ctx->protocol,
 	};
 	struct lb_aff_key ak = {};
-	struct lb_svc_val *svc;
+	struct lb_svc_val svc, *svcp;
 	struct lb4_backend *be = NULL;
 	__u32 id = 0, idx = 0, rev_nat_id, count;
 	__u64 now = 0;
 	__u8 flags;
 
-	svc = bpf_map_lookup_elem(&lb4_services, &key);
-	if (!svc)
+	svcp = bpf_map_lookup_elem(&lb4_services, &key);
+	if (!svcp)
 		return LB_MISS;
-	count = svc->count;
-	flags = svc->flags;
-	rev_nat_id = svc->rev_nat_id;
-	if (count == 0)
+	/* One copy of the master: every field from the same version of it. */
+	__builtin_memcpy(&svc, svcp, sizeof(svc));
+	count = svc.count;
+	flags = svc.flags;
+	rev_nat_id = svc.rev_nat_id;
+	if (count == 0 || (svc.slot_order <= 31 && count > (1u << svc.slot_order)))
 		return refuse();
 
 	if (flags & LB_F_AFFINITY) {
 		now = bpf_ktime_get_ns();
 		ak.netns_cookie = bpf_get_netns_cookie(ctx);
 		ak.rev_nat_id = rev_nat_id;
-		id = affinity_get(&ak, svc, now, &idx);
+		id = affinity_get(&ak, &svc, now, &idx);
 		if (id) {
 			be = bpf_map_lookup_elem(&lb4_backends, &id);
 			/* Gone or terminating: pick again. */
@@ -150,7 +152,7 @@ static __always_inline int lb4_pick(struct bpf_sock_addr *ctx, __be32 vip, __be1
 	}
 	if (!be) {
 		idx = bpf_get_prandom_u32() % count;
-		id = slot_get(svc->slot_base, idx);
+		id = slot_get(svc.slot_base, idx);
 		be = id ? bpf_map_lookup_elem(&lb4_backends, &id) : NULL;
 		if (!be || !be->proto)
 			return refuse(); /* the agent is rewriting this frontend right now */
@@ -256,7 +258,7 @@ static __always_inline int xlate6(struct bpf_sock_addr *ctx)
 		.proto = (__u8)ctx->protocol,
 	};
 	struct lb_aff_key ak = {};
-	struct lb_svc_val *svc;
+	struct lb_svc_val svc, *svcp;
 	struct lb6_backend *be = NULL;
 	__u32 id = 0, idx = 0, rev_nat_id, count, w[4];
 	__u64 now = 0;
@@ -279,20 +281,21 @@ static __always_inline int xlate6(struct bpf_sock_addr *ctx)
 		return r;
 	}
 	__builtin_memcpy(key.addr, w, 16);
-	svc = bpf_map_lookup_elem(&lb6_services, &key);
-	if (!svc)
+	svcp = bpf_map_lookup_elem(&lb6_services, &key);
+	if (!svcp)
 		return SYS_PROCEED;
-	count = svc->count;
-	flags = svc->flags;
-	rev_nat_id = svc->rev_nat_id;
-	if (count == 0)
+	__builtin_memcpy(&svc, svcp, sizeof(svc));
+	count = svc.count;
+	flags = svc.flags;
+	rev_nat_id = svc.rev_nat_id;
+	if (count == 0 || (svc.slot_order <= 31 && count > (1u << svc.slot_order)))
 		return refuse();
 
 	if (flags & LB_F_AFFINITY) {
 		now = bpf_ktime_get_ns();
 		ak.netns_cookie = bpf_get_netns_cookie(ctx);
 		ak.rev_nat_id = rev_nat_id;
-		id = affinity_get(&ak, svc, now, &idx);
+		id = affinity_get(&ak, &svc, now, &idx);
 		if (id) {
 			be = bpf_map_lookup_elem(&lb6_backends, &id);
 			if (!be || !be->proto || be->state != LB_BS_ACTIVE)
@@ -301,7 +304,7 @@ static __always_inline int xlate6(struct bpf_sock_addr *ctx)
 	}
 	if (!be) {
 		idx = bpf_get_prandom_u32() % count;
-		id = slot_get(svc->slot_base, idx);
+		id = slot_get(svc.slot_base, idx);
 		be = id ? bpf_map_lookup_elem(&lb6_backends, &id) : NULL;
 		if (!be || !be->proto)
 			return refuse();
