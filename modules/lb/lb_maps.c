@@ -780,9 +780,16 @@ static int adopt_masters_cb(struct lb_maps *m, int fam, const void *keys, const 
 		e->order = e->porder = ORDER_NONE;
 		/* A duplicate or impossible id gets a new one once all are known. */
 		e->rev_nat_id = lb_ids_adopt(&m->rn_ids, v[i].rev_nat_id) ? v[i].rev_nat_id : 0;
-		if (e->rev_nat_id)
-			e->rn_in_map = fam == 4 ? m->rn4[e->rev_nat_id].proto != 0
-						: m->rn6[e->rev_nat_id].proto != 0;
+		/* Its reverse NAT entry counts only if it names this frontend (rewritten if not). */
+		if (e->rev_nat_id) {
+			uint32_t id = e->rev_nat_id;
+
+			e->rn_in_map =
+				fam == 4 ? !memcmp(&m->rn4[id].addr, k.addr, 4) &&
+						   m->rn4[id].port == htons(k.port) && m->rn4[id].proto == k.proto
+					 : !memcmp(m->rn6[id].addr, k.addr, 16) &&
+						   m->rn6[id].port == htons(k.port) && m->rn6[id].proto == k.proto;
+		}
 		/*
 		 * Its slot range, unless it overlaps another one or does not fit
 		 * (the map was written by something else): then the next write
@@ -1497,8 +1504,12 @@ static void fe_written(struct lb_maps *m, struct fe_ent *e)
 	int f = fam_idx(e->k.family);
 
 	if (!e->owner) {
-		/* Its master is gone: nothing reads its reverse NAT, slots or id any more. */
-		if (e->rn_in_map)
+		/*
+		 * Its master is gone: nothing reads its reverse NAT, slots or id any
+		 * more. The entry at its id is its own even when it named another
+		 * frontend (adopted from a crash): cleared either way.
+		 */
+		if (e->rn_in_map || e->in_map)
 			rn_clear(m, e->rev_nat_id, f);
 		if (e->in_map || e->rn_in_map)
 			(void)q_add(m, Q_RN, e->rev_nat_id, 0);

@@ -948,6 +948,33 @@ static void test_adopt_shared_revnat(void **state)
 		lb_svc_free(s[i]);
 }
 
+/* An adopted master whose reverse NAT entry names another frontend gets its own back. */
+static void test_adopt_wrong_revnat(void **state)
+{
+	struct fx *fx = *state;
+	struct lb4_revnat other = {.port = htons(81), .proto = IPPROTO_TCP}, rn;
+	struct lb_svc_val v;
+	struct lb_svc *a;
+	int found;
+
+	NEED_ROOT(fx);
+	a = svc("a", "10.96.0.1", 1, 1, NULL);
+	set_ok(fx, "ns/a", NULL, a);
+	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
+	v = master4(fx, "10.96.0.1", &found);
+	inet_pton(AF_INET, "10.96.0.99", &other.addr);
+	assert_int_equal(bpf_map_update_elem(fx->fd[LBM_RN4], &v.rev_nat_id, &other, BPF_ANY), 0);
+	lb_maps_free(fx->m);
+	assert_int_equal(lb_maps_new(fx->fd, fx->max, &fx->m), 0);
+	assert_int_equal(lb_maps_adopt(fx->m, NULL), 1);
+	set_ok(fx, "ns/a", NULL, a);
+	assert_int_equal(lb_maps_prune(fx->m, NULL), 0);
+	assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_RN4], &v.rev_nat_id, &rn), 0);
+	assert_memory_equal(&rn.addr, a->fe[0].ip.a, 4);
+	assert_int_equal(ntohs(rn.port), 80);
+	lb_svc_free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -968,6 +995,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_failed_flush_reclaimed, setup_tiny_masters,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_shared_revnat, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_wrong_revnat, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
