@@ -56,6 +56,7 @@ const struct lb_map_def lb_map_defs[LBM_N] = {
 };
 
 #define ORDER_NONE LB_SLOT_ORDER_NONE
+#define STALE_ORDER_MAX 16 /* larger stale ranges (a corrupt map) are not reserved */
 
 /* --- entries ---------------------------------------------------------------- */
 
@@ -162,8 +163,12 @@ struct lb_maps {
 	uint32_t n_fe[2];
 	int released, full;
 	/* Found at adoption and owned by nobody: cleared by the prune. */
-	uint32_t *orphans[3]; /* [0]/[1]: duplicate backend ids per family, [2]: rev_nat_ids */
-	size_t n_orphans[3];
+	/*
+	 * [0]/[1]: duplicate backend ids per family, [2]: rev_nat_ids, [3]: slot
+	 * ranges (base, order pairs) of masters that could not keep them.
+	 */
+	uint32_t *orphans[4];
+	size_t n_orphans[4];
 };
 
 static int fam_idx(uint8_t family)
@@ -604,7 +609,7 @@ void lb_maps_free(struct lb_maps *m)
 	lb_bd_free_all(&m->slots_bd);
 	free(m->q[0].v);
 	free(m->q[1].v);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		free(m->orphans[i]);
 	free(m);
 }
@@ -797,9 +802,14 @@ static int adopt_masters_cb(struct lb_maps *m, int fam, const void *keys, const 
 		 */
 		if (v[i].slot_order != ORDER_NONE &&
 		    (v[i].count > (1ull << (v[i].slot_order & 31)) ||
-		     lb_bd_reserve(&m->slots_bd, v[i].slot_base, v[i].slot_order) < 0))
+		     lb_bd_reserve(&m->slots_bd, v[i].slot_base, v[i].slot_order) < 0)) {
 			e->unsure = true;
-		else if (v[i].slot_order != ORDER_NONE) {
+			/* Until its master is rewritten it points there: see stale_reserve(). */
+			if (v[i].slot_order <= STALE_ORDER_MAX &&
+			    orphan_add(m, 3, v[i].slot_base) == 0 &&
+			    orphan_add(m, 3, v[i].slot_order) < 0)
+				m->n_orphans[3]--;
+		} else if (v[i].slot_order != ORDER_NONE) {
 			e->base = v[i].slot_base;
 			e->order = v[i].slot_order;
 			if (e->base + (1u << e->order) > m->slots_hw)
@@ -837,6 +847,31 @@ static int adopt_revnat(struct lb_maps *m, const uint8_t *owner)
 	return 0;
 }
 
+/*
+ * A master that could not keep its range (it overlaps another's, or its
+ * count exceeds it) still points at it until it is rewritten or pruned: the
+ * free slots in it are taken now and wait out a grace period, so no new
+ * frontend is given a slot the old master can still read. Done after all
+ * masters are read, so a valid range never loses to a stale one.
+ */
+static void stale_reserve(struct lb_maps *m)
+{
+	for (size_t i = 0; i + 1 < m->n_orphans[3]; i += 2) {
+		uint32_t base = m->orphans[3][i], order = m->orphans[3][i + 1];
+
+		for (uint64_t s = base; s < (uint64_t)base + (1u << order) && s < m->slots_bd.size;
+		     s++)
+			if (lb_bd_reserve(&m->slots_bd, (uint32_t)s, 0) == 0) {
+				(void)q_add(m, Q_SLOTS, (uint32_t)s, 0);
+				if (s + 1 > m->slots_hw)
+					m->slots_hw = (uint32_t)s + 1;
+			}
+	}
+	free(m->orphans[3]);
+	m->orphans[3] = NULL;
+	m->n_orphans[3] = 0;
+}
+
 int lb_maps_adopt(struct lb_maps *m, uint32_t *ret_backends)
 {
 	uint8_t *owner = calloc(m->rn_ids.max ? m->rn_ids.max : 1, 1);
@@ -859,6 +894,7 @@ int lb_maps_adopt(struct lb_maps *m, uint32_t *ret_backends)
 		if (e->rev_nat_id)
 			owner[e->rev_nat_id] = e->k.family;
 	}
+	stale_reserve(m);
 	if ((r = adopt_revnat(m, owner)) < 0 || (r = lb_ids_adopted(&m->be_ids[0])) < 0 ||
 	    (r = lb_ids_adopted(&m->be_ids[1])) < 0 || (r = lb_ids_adopted(&m->rn_ids)) < 0)
 		goto out;

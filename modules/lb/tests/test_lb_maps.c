@@ -975,6 +975,42 @@ static void test_adopt_wrong_revnat(void **state)
 	lb_svc_free(a);
 }
 
+/*
+ * An adopted master that cannot keep its range (here: a count larger than
+ * it) still points there until the prune: no new frontend gets those slots
+ * before they waited out the grace period.
+ */
+static void test_adopt_stale_range(void **state)
+{
+	struct fx *fx = *state;
+	struct lb4_key k = {.port = htons(80), .proto = IPPROTO_TCP};
+	struct lb_svc_val bad = {.rev_nat_id = 3, .slot_base = 0, .count = 9, .slot_order = 3};
+	struct lb_svc_val v;
+	struct lb_svc *a;
+	int found;
+
+	NEED_ROOT(fx);
+	inet_pton(AF_INET, "10.96.9.9", &k.addr);
+	assert_int_equal(bpf_map_update_elem(fx->fd[LBM_SVC4], &k, &bad, BPF_ANY), 0);
+	lb_maps_free(fx->m);
+	assert_int_equal(lb_maps_new(fx->fd, fx->max, &fx->m), 0);
+	assert_int_equal(lb_maps_adopt(fx->m, NULL), 1);
+	/* A new service before the prune: its range is not in [0, 8). */
+	a = svc("a", "10.96.0.1", 1, 4, NULL);
+	set_ok(fx, "ns/a", NULL, a);
+	assert_int_equal(lb_maps_prune(fx->m, NULL), 0);
+	v = master4(fx, "10.96.0.1", &found);
+	assert_true(found);
+	assert_true(v.slot_base >= 8);
+	master4(fx, "10.96.9.9", &found);
+	assert_false(found);
+	/* After the grace period the slots are free again. */
+	lb_maps_grace(fx->m);
+	lb_maps_grace(fx->m);
+	assert_int_equal(lb_maps_used(fx->m, LBM_SLOTS), 4);
+	lb_svc_free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -996,6 +1032,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_shared_revnat, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_wrong_revnat, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_adopt_stale_range, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
