@@ -102,6 +102,50 @@ static __always_inline void affinity_put(struct lb_aff_key *ak, __u32 id, __u32 
 	bpf_map_update_elem(&lb_affinity, ak, &av, BPF_ANY);
 }
 
+/*
+ * The backend pick, the same for both families but for the backends map and
+ * its entry type (hence a macro): from the master *svcp, an affinity entry
+ * that still holds, else a random slot. Sets be (the backend's entry) and
+ * rev_nat_id; makes the caller return refuse() when nothing is selectable.
+ */
+#define LB_PICK(ctx, svcp, bemap, be, rev_nat_id)                                                 \
+	do {                                                                                       \
+		struct lb_aff_key ak_ = {};                                                        \
+		struct lb_svc_val svc_;                                                            \
+		__u32 id_ = 0, idx_ = 0;                                                           \
+		__u64 now_ = 0;                                                                    \
+                                                                                                   \
+		/* One copy of the master: every field from the same version of it. */             \
+		__builtin_memcpy(&svc_, svcp, sizeof(svc_));                                       \
+		rev_nat_id = svc_.rev_nat_id;                                                      \
+		if (svc_.count == 0 ||                                                             \
+		    (svc_.slot_order <= 31 && svc_.count > (1u << svc_.slot_order)))               \
+			return refuse();                                                           \
+		be = NULL;                                                                         \
+		if (svc_.flags & LB_F_AFFINITY) {                                                  \
+			now_ = bpf_ktime_get_ns();                                                 \
+			ak_.netns_cookie = bpf_get_netns_cookie(ctx);                              \
+			ak_.rev_nat_id = rev_nat_id;                                               \
+			id_ = affinity_get(&ak_, &svc_, now_, &idx_);                              \
+			if (id_) {                                                                 \
+				be = bpf_map_lookup_elem(bemap, &id_);                             \
+				/* Gone or terminating: pick again. */                             \
+				if (!be || !be->proto || be->state != LB_BS_ACTIVE)                \
+					be = NULL;                                                 \
+			}                                                                          \
+		}                                                                                  \
+		if (!be) {                                                                         \
+			idx_ = bpf_get_prandom_u32() % svc_.count;                                 \
+			id_ = slot_get(svc_.slot_base, idx_);                                      \
+			be = id_ ? bpf_map_lookup_elem(bemap, &id_) : NULL;                        \
+			/* No entry: the agent is rewriting this frontend right now. */            \
+			if (!be || !be->proto)                                                     \
+				return refuse();                                                   \
+		}                                                                                  \
+		if (svc_.flags & LB_F_AFFINITY)                                                    \
+			affinity_put(&ak_, id_, idx_, now_);                                       \
+	} while (0)
+
 /* lb4_pick() when the address is not a service: leave the socket alone. */
 #define LB_MISS 2
 
@@ -120,45 +164,14 @@ static __always_inline int lb4_pick(struct bpf_sock_addr *ctx, __be32 vip, __be1
 		.port = vport,
 		.proto = (__u8)ctx->protocol,
 	};
-	struct lb_aff_key ak = {};
-	struct lb_svc_val svc, *svcp;
-	struct lb4_backend *be = NULL;
-	__u32 id = 0, idx = 0, rev_nat_id, count;
-	__u64 now = 0;
-	__u8 flags;
+	struct lb_svc_val *svcp;
+	struct lb4_backend *be;
+	__u32 rev_nat_id;
 
 	svcp = bpf_map_lookup_elem(&lb4_services, &key);
 	if (!svcp)
 		return LB_MISS;
-	/* One copy of the master: every field from the same version of it. */
-	__builtin_memcpy(&svc, svcp, sizeof(svc));
-	count = svc.count;
-	flags = svc.flags;
-	rev_nat_id = svc.rev_nat_id;
-	if (count == 0 || (svc.slot_order <= 31 && count > (1u << svc.slot_order)))
-		return refuse();
-
-	if (flags & LB_F_AFFINITY) {
-		now = bpf_ktime_get_ns();
-		ak.netns_cookie = bpf_get_netns_cookie(ctx);
-		ak.rev_nat_id = rev_nat_id;
-		id = affinity_get(&ak, &svc, now, &idx);
-		if (id) {
-			be = bpf_map_lookup_elem(&lb4_backends, &id);
-			/* Gone or terminating: pick again. */
-			if (!be || !be->proto || be->state != LB_BS_ACTIVE)
-				be = NULL;
-		}
-	}
-	if (!be) {
-		idx = bpf_get_prandom_u32() % count;
-		id = slot_get(svc.slot_base, idx);
-		be = id ? bpf_map_lookup_elem(&lb4_backends, &id) : NULL;
-		if (!be || !be->proto)
-			return refuse(); /* the agent is rewriting this frontend right now */
-	}
-	if (flags & LB_F_AFFINITY)
-		affinity_put(&ak, id, idx, now);
+	LB_PICK(ctx, svcp, &lb4_backends, be, rev_nat_id);
 
 	{
 		struct lb4_sk_key sk = {
@@ -257,12 +270,9 @@ static __always_inline int xlate6(struct bpf_sock_addr *ctx)
 		.port = (__be16)ctx->user_port,
 		.proto = (__u8)ctx->protocol,
 	};
-	struct lb_aff_key ak = {};
-	struct lb_svc_val svc, *svcp;
-	struct lb6_backend *be = NULL;
-	__u32 id = 0, idx = 0, rev_nat_id, count, w[4];
-	__u64 now = 0;
-	__u8 flags;
+	struct lb_svc_val *svcp;
+	struct lb6_backend *be;
+	__u32 rev_nat_id, w[4];
 
 	if (!proto_ok(ctx))
 		return SYS_PROCEED;
@@ -284,33 +294,7 @@ static __always_inline int xlate6(struct bpf_sock_addr *ctx)
 	svcp = bpf_map_lookup_elem(&lb6_services, &key);
 	if (!svcp)
 		return SYS_PROCEED;
-	__builtin_memcpy(&svc, svcp, sizeof(svc));
-	count = svc.count;
-	flags = svc.flags;
-	rev_nat_id = svc.rev_nat_id;
-	if (count == 0 || (svc.slot_order <= 31 && count > (1u << svc.slot_order)))
-		return refuse();
-
-	if (flags & LB_F_AFFINITY) {
-		now = bpf_ktime_get_ns();
-		ak.netns_cookie = bpf_get_netns_cookie(ctx);
-		ak.rev_nat_id = rev_nat_id;
-		id = affinity_get(&ak, &svc, now, &idx);
-		if (id) {
-			be = bpf_map_lookup_elem(&lb6_backends, &id);
-			if (!be || !be->proto || be->state != LB_BS_ACTIVE)
-				be = NULL;
-		}
-	}
-	if (!be) {
-		idx = bpf_get_prandom_u32() % count;
-		id = slot_get(svc.slot_base, idx);
-		be = id ? bpf_map_lookup_elem(&lb6_backends, &id) : NULL;
-		if (!be || !be->proto)
-			return refuse();
-	}
-	if (flags & LB_F_AFFINITY)
-		affinity_put(&ak, id, idx, now);
+	LB_PICK(ctx, svcp, &lb6_backends, be, rev_nat_id);
 
 	{
 		struct lb6_sk_key sk = {
