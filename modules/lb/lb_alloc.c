@@ -12,42 +12,74 @@
 
 /* --- slot ranges: a buddy allocator over lb_slots ------------------------------ */
 
+/*
+ * One bitmap per order: bit i of order o set = the block at i << o is free
+ * and whole at that order. A summary word per 64 bitmap words says which
+ * are not zero, so the lowest free block is found in a few words even among
+ * millions of slots. About a quarter of a byte per slot, where two list
+ * links per slot took eight: a sync of a million backends allocates a
+ * hundred thousand ranges, and fresh memory is what it waits on.
+ */
+
+static bool bd_test(const struct lb_buddy *b, unsigned o, uint32_t base)
+{
+	uint32_t i = base >> o;
+
+	return i < b->nblk[o] && (b->bits[o][i / 64] >> (i % 64)) & 1;
+}
 
 static void bd_push(struct lb_buddy *b, uint32_t base, unsigned o)
 {
-	b->ord[base] = (uint8_t)(o + 1);
-	b->prev[base] = LB_NIL;
-	b->next[base] = b->head[o];
-	if (b->head[o] != LB_NIL)
-		b->prev[b->head[o]] = base;
-	b->head[o] = base;
+	uint32_t i = base >> o, w = i / 64;
+
+	b->bits[o][w] |= 1ull << (i % 64);
+	b->sum[o][w / 64] |= 1ull << (w % 64);
+	if (w / 64 < b->lo[o])
+		b->lo[o] = w / 64;
+	b->cnt[o]++;
 	b->n_free += 1u << o;
 }
 
 static void bd_unlink(struct lb_buddy *b, uint32_t base, unsigned o)
 {
-	if (b->prev[base] != LB_NIL)
-		b->next[b->prev[base]] = b->next[base];
-	else
-		b->head[o] = b->next[base];
-	if (b->next[base] != LB_NIL)
-		b->prev[b->next[base]] = b->prev[base];
-	b->ord[base] = 0;
+	uint32_t i = base >> o, w = i / 64;
+
+	b->bits[o][w] &= ~(1ull << (i % 64));
+	if (!b->bits[o][w])
+		b->sum[o][w / 64] &= ~(1ull << (w % 64));
+	b->cnt[o]--;
 	b->n_free -= 1u << o;
+}
+
+/* The lowest free block of order o (there is one). */
+static uint32_t bd_lowest(struct lb_buddy *b, unsigned o)
+{
+	uint32_t s = b->lo[o], w;
+
+	while (!b->sum[o][s])
+		s++;
+	b->lo[o] = s; /* every summary word below is zero */
+	w = s * 64 + (uint32_t)__builtin_ctzll(b->sum[o][s]);
+	return (w * 64 + (uint32_t)__builtin_ctzll(b->bits[o][w])) << o;
 }
 
 int lb_bd_init(struct lb_buddy *b, uint32_t size)
 {
 	memset(b, 0, sizeof(*b));
 	b->size = size;
-	for (unsigned o = 0; o <= LB_ORDER_MAX; o++)
-		b->head[o] = LB_NIL;
-	/* calloc: untouched parts of a large array cost no memory. */
-	b->ord = calloc(size ? size : 1, 1);
-	b->next = calloc(size ? size : 1, sizeof(*b->next));
-	b->prev = calloc(size ? size : 1, sizeof(*b->prev));
-	if (!b->ord || !b->next || !b->prev)
-		return -ENOMEM;
+	for (unsigned o = 0; o <= LB_ORDER_MAX; o++) {
+		uint32_t nw;
+
+		b->nblk[o] = size >> o;
+		nw = (b->nblk[o] + 63) / 64;
+		/* calloc: the bitmaps of a large array cost only what is touched. */
+		b->bits[o] = calloc(nw ? nw : 1, sizeof(uint64_t));
+		b->sum[o] = calloc((nw + 63) / 64 + 1, sizeof(uint64_t));
+		if (!b->bits[o] || !b->sum[o]) {
+			lb_bd_free_all(b);
+			return -ENOMEM;
+		}
+	}
 	for (uint32_t base = 0; base < size;) {
 		unsigned o = LB_ORDER_MAX;
 
@@ -61,9 +93,11 @@ int lb_bd_init(struct lb_buddy *b, uint32_t size)
 
 void lb_bd_free_all(struct lb_buddy *b)
 {
-	free(b->ord);
-	free(b->next);
-	free(b->prev);
+	for (unsigned o = 0; o <= LB_ORDER_MAX; o++) {
+		free(b->bits[o]);
+		free(b->sum[o]);
+		b->bits[o] = b->sum[o] = NULL;
+	}
 }
 
 /* The base of a free range of 1 << order slots, or LB_NIL. */
@@ -72,11 +106,11 @@ uint32_t lb_bd_alloc(struct lb_buddy *b, unsigned order)
 	unsigned o = order;
 	uint32_t base;
 
-	while (o <= LB_ORDER_MAX && b->head[o] == LB_NIL)
+	while (o <= LB_ORDER_MAX && !b->cnt[o])
 		o++;
 	if (o > LB_ORDER_MAX)
 		return LB_NIL;
-	base = b->head[o];
+	base = bd_lowest(b, o);
 	bd_unlink(b, base, o);
 	while (o > order) {
 		o--;
@@ -90,7 +124,7 @@ void lb_bd_free(struct lb_buddy *b, uint32_t base, unsigned o)
 	while (o < LB_ORDER_MAX) {
 		uint32_t buddy = base ^ (1u << o);
 
-		if ((uint64_t)buddy + (1u << o) > b->size || b->ord[buddy] != o + 1)
+		if (!bd_test(b, o, buddy))
 			break;
 		bd_unlink(b, buddy, o);
 		base &= ~(1u << o);
@@ -110,7 +144,7 @@ int lb_bd_reserve(struct lb_buddy *b, uint32_t base, unsigned order)
 
 		if ((uint64_t)blk + (1u << o) > b->size)
 			break;
-		if (b->ord[blk] != o + 1)
+		if (!bd_test(b, o, blk))
 			continue;
 		bd_unlink(b, blk, o);
 		while (o > order) {

@@ -21,14 +21,15 @@
 /*
  * Ranges are 1 << order slots at a multiple of their size, so that freed
  * neighbours merge again and churn never leaves the array in pieces too
- * small for a large service. ord[base] is order + 1 for the head of a free
- * block (0 otherwise); next/prev link the free blocks of one order.
+ * small for a large service. The lowest free block of an order is handed
+ * out first (the writer maps only the part of lb_slots in use). Free blocks
+ * are bits: bits[o] has one per block of order o, sum[o] one per word of
+ * bits[o] that is not zero; lo[o] is the lowest summary word that may be.
  */
 struct lb_buddy {
 	uint32_t size, n_free;
-	uint8_t *ord;
-	uint32_t *next, *prev;
-	uint32_t head[LB_ORDER_MAX + 1];
+	uint64_t *bits[LB_ORDER_MAX + 1], *sum[LB_ORDER_MAX + 1];
+	uint32_t nblk[LB_ORDER_MAX + 1], cnt[LB_ORDER_MAX + 1], lo[LB_ORDER_MAX + 1];
 };
 
 struct lb_ids {
