@@ -372,6 +372,14 @@ static int bi_reserve(struct lb_maps *m, size_t n)
 		return 0;
 	if (ncap > (1ull << 31) || !(nb = calloc(ncap, sizeof(*nb))))
 		return -ENOMEM;
+	/*
+	 * Every page written once now: a lookup would otherwise map the zero
+	 * page that the first insert then replaces -- a second fault per page,
+	 * and a TLB flush on every CPU the agent's other thread runs on.
+	 * (volatile: a plain memset after calloc is optimised away.)
+	 */
+	for (size_t i = 0; i < ncap * sizeof(*nb); i += 4096)
+		((volatile char *)nb)[i] = 0;
 	for (size_t i = 0; i < cap; i++)
 		if (m->bi[i])
 			bi_put(nb, (uint32_t)(ncap - 1), m->bi[i]);

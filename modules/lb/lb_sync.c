@@ -224,28 +224,23 @@ static void on_slice(struct axn_mod *self, uint32_t ev, struct axn_obj *obj, voi
 }
 
 /*
- * Parsing runs in chunks of events that either thread claims in turn; this
- * thread applies the chunks in order as they are ready (a chunk not ready
- * yet: it parses the next unclaimed one meanwhile). The second thread only
- * parses: no host call, nothing shared but the documents (immutable, each
- * held by its event's reference until this thread applied it) and the
- * chunk counters.
+ * Parsing runs in chunks of events (lb_pipe: either thread parses, this one
+ * applies them in order). The second thread only parses: no host call,
+ * nothing shared but the documents (immutable, each held by its event's
+ * reference until this thread applied it).
  */
 #define PARSE_CHUNK 256
 
 struct parse_ctx {
 	const struct lb_translate_conf *conf;
 	struct lb_ev *evs;
-	size_t n, n_chunks;
-	atomic_size_t next;   /* the next chunk to claim */
-	atomic_uchar *done; /* per chunk: parsed */
 };
 
-static void parse_chunk(struct parse_ctx *c, size_t k)
+static void parse_range(void *arg, size_t from, size_t to)
 {
-	size_t end = (k + 1) * PARSE_CHUNK < c->n ? (k + 1) * PARSE_CHUNK : c->n;
+	struct parse_ctx *c = arg;
 
-	for (size_t i = k * PARSE_CHUNK; i < end; i++) {
+	for (size_t i = from; i < to; i++) {
 		struct lb_ev *e = &c->evs[i];
 
 		if (e->flags & EV_DELETED)
@@ -255,25 +250,6 @@ static void parse_chunk(struct parse_ctx *c, size_t k)
 		else
 			e->r = lb_service_parse(c->conf, e->doc, &e->spec);
 	}
-	atomic_store_explicit(&c->done[k], 1, memory_order_release);
-}
-
-/* Claim and parse a chunk; false when none is left. */
-static bool parse_one(struct parse_ctx *c)
-{
-	size_t k = atomic_fetch_add_explicit(&c->next, 1, memory_order_relaxed);
-
-	if (k >= c->n_chunks)
-		return false;
-	parse_chunk(c, k);
-	return true;
-}
-
-static void *parse_worker(void *arg)
-{
-	while (parse_one(arg))
-		;
-	return NULL;
 }
 
 static void apply_service(struct lb *lb, struct lb_ev *e);
@@ -282,34 +258,15 @@ static void apply_slice(struct lb *lb, struct lb_ev *e);
 /* Parse and apply evs[0..n) in order, with a second parsing thread when there are many. */
 static void parse_apply(struct lb *lb, struct lb_ev *evs, size_t n)
 {
-	struct parse_ctx c = {.conf = &lb->tconf, .evs = evs, .n = n};
-	bool spawned = false;
-	pthread_t t;
+	struct parse_ctx c = {.conf = &lb->tconf, .evs = evs};
+	struct lb_pipe p;
 
-	c.n_chunks = (n + PARSE_CHUNK - 1) / PARSE_CHUNK;
-	atomic_init(&c.next, 0);
-	c.done = calloc(c.n_chunks, sizeof(*c.done));
-	if (c.done && n >= PARSE_PARALLEL_MIN)
-		spawned = lb_thread_spawn(&t, parse_worker, &c);
-	for (size_t k = 0; k < c.n_chunks; k++) {
-		size_t end = (k + 1) * PARSE_CHUNK < n ? (k + 1) * PARSE_CHUNK : n;
+	lb_pipe_start(&p, n, PARSE_CHUNK, parse_range, &c, n >= PARSE_PARALLEL_MIN);
+	for (size_t k = 0; k < p.n_chunks; k++) {
+		size_t from, to;
 
-		if (!c.done) {
-			/* No memory for the counters: one thread, chunk after chunk. */
-			struct parse_ctx one = c;
-			atomic_uchar flag = 0;
-
-			one.done = &flag;
-			one.n_chunks = 1;
-			one.evs = evs + k * PARSE_CHUNK;
-			one.n = end - k * PARSE_CHUNK;
-			parse_chunk(&one, 0);
-		} else {
-			while (!atomic_load_explicit(&c.done[k], memory_order_acquire))
-				if (!parse_one(&c))
-					sched_yield(); /* the other thread has it in hand */
-		}
-		for (size_t i = k * PARSE_CHUNK; i < end; i++) {
+		lb_pipe_wait(&p, k, &from, &to);
+		for (size_t i = from; i < to; i++) {
 			if (evs[i].flags & EV_SLICE)
 				apply_slice(lb, &evs[i]);
 			else
@@ -318,9 +275,7 @@ static void parse_apply(struct lb *lb, struct lb_ev *evs, size_t n)
 			evs[i].obj = NULL;
 		}
 	}
-	if (spawned)
-		pthread_join(t, NULL);
-	free(c.done);
+	lb_pipe_end(&p);
 }
 
 static void apply_service(struct lb *lb, struct lb_ev *e)
@@ -545,42 +500,27 @@ static int sv_translate(const struct lb_sv *sv, struct lb_svc **ret_next)
 }
 
 /*
- * Translating many dirty services (a sync) is split between this thread and
- * a second one: each service's translation reads only its own parsed
- * Service and slices, which nothing changes meanwhile. The claims that
- * follow stay on this thread, in order.
+ * Translation and claims are a pipeline (lb_pipe): the second thread
+ * translates chunks of dirty services ahead while this one claims them in
+ * order (and translates too whenever the next chunk is not ready). Each
+ * translation reads only its own parsed Service and slices, which nothing
+ * changes meanwhile; claims and everything else stay on this thread.
  */
 #define TRANSLATE_PARALLEL_MIN 1024
+#define TRANSLATE_CHUNK 128
 
 struct xlate {
 	struct lb_sv **svs;
 	struct lb_svc **out;
 	int *r;
-	size_t from, to;
 };
 
-static void *xlate_run(void *arg)
+static void xlate_range(void *arg, size_t from, size_t to)
 {
 	struct xlate *x = arg;
 
-	for (size_t i = x->from; i < x->to; i++)
+	for (size_t i = from; i < to; i++)
 		x->r[i] = sv_translate(x->svs[i], &x->out[i]);
-	return NULL;
-}
-
-static void translate_all(struct lb_sv **svs, size_t n, struct lb_svc **out, int *r)
-{
-	struct xlate a = {svs, out, r, 0, n}, b = {svs, out, r, n / 2, n};
-	bool spawned = false;
-	pthread_t t;
-
-	if (n >= TRANSLATE_PARALLEL_MIN)
-		spawned = lb_thread_spawn(&t, xlate_run, &b);
-	if (spawned)
-		a.to = n / 2;
-	xlate_run(&a);
-	if (spawned)
-		pthread_join(t, NULL);
 }
 
 /*
@@ -595,6 +535,7 @@ static void prefetch_lines(const void *p, size_t len, size_t max_lines)
 		__builtin_prefetch((const char *)p + off);
 }
 
+/* out[k + 1 .. n) are translated. */
 static void translations_prefetch(struct lb_svc *const *out, size_t k, size_t n)
 {
 	if (k + 3 < n && out[k + 3])
@@ -648,6 +589,22 @@ static int sv_apply(struct lb *lb, struct lb_sv *sv, struct lb_svc *next, int rt
 	sv->cur = next;
 	sv_account(lb, sv, +1);
 	return 0;
+}
+
+/* A dirty service is clean again: its translation applied; gone when nothing is left of it. */
+static int sv_settle(struct lb *lb, struct lb_sv *sv, struct lb_svc *next, int rt)
+{
+	int r;
+
+	sv->dirty = false;
+	sv->dnext = NULL;
+	r = sv_apply(lb, sv, next, rt);
+	if (!sv->spec && !sv->n_sl && !sv->cur) {
+		sv_set_error(lb, sv, NULL);
+		lb_ht_remove(&lb->svcs, &sv->n);
+		sv_free(lb, sv);
+	}
+	return r;
 }
 
 static void update_metrics(struct lb *lb)
@@ -777,38 +734,48 @@ int lb_sync_flush(struct lb *lb)
 			struct lb_sv **svs = malloc((n_fe ? n_fe : 1) * sizeof(*svs));
 			struct lb_svc **out = calloc(n_fe ? n_fe : 1, sizeof(*out));
 			int *res = calloc(n_fe ? n_fe : 1, sizeof(*res));
+			struct xlate x = {svs, out, res};
+			struct lb_pipe p;
 			size_t k = 0;
 
-			/* Out of memory for the arrays: each service translated as it is applied. */
-			if (svs && out && res) {
-				for (struct lb_sv *sv = list; sv; sv = sv->dnext)
-					svs[k++] = sv;
-				translate_all(svs, k, out, res);
-			}
-			k = 0;
-			for (struct lb_sv *sv = list, *next; sv; sv = next, k++) {
-				struct lb_svc *nx = NULL;
-				int rt = svs && out && res ? (nx = out[k], res[k])
-							   : sv_translate(sv, &nx);
+			if (!svs || !out || !res) {
+				/* No memory for the arrays: each service translated as it is applied. */
+				free(svs);
+				free(out);
+				free(res);
+				for (struct lb_sv *sv = list, *next; sv; sv = next) {
+					struct lb_svc *nx = NULL;
+					int rt;
 
-				if (svs && out && res)
-					translations_prefetch(out, k, n_fe);
-				next = sv->dnext;
-				sv->dirty = false;
-				sv->dnext = NULL;
-				if ((rr = sv_apply(lb, sv, nx, rt)) < 0 && !r)
-					r = rr;
-				n++;
-				if (!sv->spec && !sv->n_sl && !sv->cur) {
-					sv_set_error(lb, sv, NULL);
-					lb_ht_remove(&lb->svcs, &sv->n);
-					sv_free(lb, sv);
+					next = sv->dnext; /* sv_settle() unlinks sv, or frees it */
+					rt = sv_translate(sv, &nx);
+					if ((rr = sv_settle(lb, sv, nx, rt)) < 0 && !r)
+						r = rr;
+					n++;
+				}
+				goto translated;
+			}
+			for (struct lb_sv *sv = list; sv; sv = sv->dnext)
+				svs[k++] = sv;
+			lb_pipe_start(&p, k, TRANSLATE_CHUNK, xlate_range, &x,
+				      k >= TRANSLATE_PARALLEL_MIN);
+			for (size_t c = 0; c < p.n_chunks; c++) {
+				size_t from, to;
+
+				lb_pipe_wait(&p, c, &from, &to);
+				for (size_t i = from; i < to; i++) {
+					translations_prefetch(out, i, to);
+					if ((rr = sv_settle(lb, svs[i], out[i], res[i])) < 0 && !r)
+						r = rr;
+					n++;
 				}
 			}
+			lb_pipe_end(&p);
 			free(svs);
 			free(out);
 			free(res);
 		}
+translated:
 		t_apply += now_us() - t1;
 		rr = lb_maps_flush(lb->maps, &fst);
 		st.updates += fst.updates;
