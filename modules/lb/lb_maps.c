@@ -159,6 +159,7 @@ struct lb_maps {
 	uint32_t q_be[2];  /* backend ids of each family among them (not in the maps any more) */
 	struct fe_ent *fdirty;
 	uint32_t bdirty[2];
+	uint32_t pf_from[2], pf_to[2]; /* backend entries lb_maps_prefault() brings in */
 	uint32_t mark;
 	uint32_t n_fe[2];
 	int released, full;
@@ -333,6 +334,26 @@ static uint8_t be_wstate(const struct lb_maps *m, int f, uint32_t id)
 	return f == 0 ? m->be4[id].state : m->be6[id].state;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+/*
+ * Bring in the whole pages of [p, p + len) for writing, without changing
+ * what they hold: one call instead of a fault per page, and safe while
+ * another thread writes there. -errno if the kernel cannot (the caller
+ * then lets the pages come in as they are written).
+ */
+static int populate(void *p, size_t len)
+{
+	uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
+	uintptr_t e = ((uintptr_t)p + len) & ~(uintptr_t)4095;
+
+	if (e <= a)
+		return 0;
+	return madvise((void *)a, e - a, MADV_POPULATE_WRITE) < 0 ? -errno : 0;
+}
+
 /* The id of the backend at k (hash h) in the family's index, or 0. */
 static uint32_t bi_find(const struct lb_maps *m, const struct l4key *k, uint32_t h)
 {
@@ -378,8 +399,9 @@ static int bi_reserve(struct lb_maps *m, size_t n)
 	 * and a TLB flush on every CPU the agent's other thread runs on.
 	 * (volatile: a plain memset after calloc is optimised away.)
 	 */
-	for (size_t i = 0; i < ncap * sizeof(*nb); i += 4096)
-		((volatile char *)nb)[i] = 0;
+	if (populate(nb, ncap * sizeof(*nb)) < 0)
+		for (size_t i = 0; i < ncap * sizeof(*nb); i += 4096)
+			((volatile char *)nb)[i] = 0;
 	for (size_t i = 0; i < cap; i++)
 		if (m->bi[i])
 			bi_put(nb, (uint32_t)(ncap - 1), m->bi[i]);
@@ -1101,11 +1123,31 @@ static int over_capacity(const struct lb_maps *m)
 	return -1;
 }
 
-void lb_maps_reserve(struct lb_maps *m, size_t n_fe, size_t n_be)
+void lb_maps_reserve(struct lb_maps *m, size_t n_fe, const size_t n_be[2])
 {
 	/* Only a hint: a table that cannot grow now grows later, entry by entry. */
 	(void)lb_ht_reserve(&m->fes, m->fes.n + n_fe);
-	(void)bi_reserve(m, (size_t)m->bi_n + n_be);
+	(void)bi_reserve(m, (size_t)m->bi_n + n_be[0] + n_be[1]);
+	/*
+	 * New backends take fresh ids, upward: the entries lb_maps_prefault()
+	 * brings in. More backends than the family has now are new (a restart
+	 * that adopted them all brings in nothing).
+	 */
+	for (int f = 0; f < 2; f++) {
+		struct lb_ids *x = &m->be_ids[f];
+		size_t add = n_be[f] > x->n_used ? n_be[f] - x->n_used : 0;
+
+		m->pf_from[f] = x->fresh;
+		m->pf_to[f] = (uint32_t)(add < x->max - x->fresh ? x->fresh + add : x->max);
+	}
+}
+
+void lb_maps_prefault(struct lb_maps *m)
+{
+	for (int f = 0; f < 2; f++)
+		if (m->pf_to[f] > m->pf_from[f])
+			(void)populate(&m->be[f][m->pf_from[f]],
+				       (size_t)(m->pf_to[f] - m->pf_from[f]) * sizeof(struct be_ent));
 }
 
 int lb_maps_service_set(struct lb_maps *m, const char *owner, const struct lb_svc *old,

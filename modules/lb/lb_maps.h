@@ -83,8 +83,16 @@ int lb_maps_adopt(struct lb_maps *m, uint32_t *ret_backends);
 int lb_maps_service_set(struct lb_maps *m, const char *owner, const struct lb_svc *old,
 			const struct lb_svc *new, char **ret_err);
 
-/* A hint: about n_fe frontends and n_be backends are about to be claimed. */
-void lb_maps_reserve(struct lb_maps *m, size_t n_fe, size_t n_be);
+/* A hint: about n_fe frontends and n_be[0] IPv4, n_be[1] IPv6 backends are about to be claimed. */
+void lb_maps_reserve(struct lb_maps *m, size_t n_fe, const size_t n_be[2]);
+
+/*
+ * Bring in the memory the claims announced by the last lb_maps_reserve()
+ * will write to, without changing it: for another thread to call while
+ * this one claims (the only lb_maps call that may run concurrently), so
+ * that the claims do not wait on fresh pages.
+ */
+void lb_maps_prefault(struct lb_maps *m);
 
 /*
  * Write what is dirty. Only the masters' syscalls can fail (the arrays are

@@ -261,7 +261,7 @@ static void parse_apply(struct lb *lb, struct lb_ev *evs, size_t n)
 	struct parse_ctx c = {.conf = &lb->tconf, .evs = evs};
 	struct lb_pipe p;
 
-	lb_pipe_start(&p, n, PARSE_CHUNK, parse_range, &c, n >= PARSE_PARALLEL_MIN);
+	lb_pipe_start(&p, n, PARSE_CHUNK, parse_range, NULL, &c, n >= PARSE_PARALLEL_MIN);
 	for (size_t k = 0; k < p.n_chunks; k++) {
 		size_t from, to;
 
@@ -513,6 +513,7 @@ struct xlate {
 	struct lb_sv **svs;
 	struct lb_svc **out;
 	int *r;
+	struct lb_maps *maps;
 };
 
 static void xlate_range(void *arg, size_t from, size_t to)
@@ -521,6 +522,16 @@ static void xlate_range(void *arg, size_t from, size_t to)
 
 	for (size_t i = from; i < to; i++)
 		x->r[i] = sv_translate(x->svs[i], &x->out[i]);
+}
+
+/*
+ * Translation is the quicker of the two: once it is done, the second
+ * thread brings in the memory the claims are about to write (new backend
+ * entries), so that this thread does not stop at each fresh page.
+ */
+static void xlate_idle(void *arg)
+{
+	lb_maps_prefault(((struct xlate *)arg)->maps);
 }
 
 /*
@@ -719,13 +730,14 @@ int lb_sync_flush(struct lb *lb)
 		struct lb_flush_stats fst = {0};
 		struct lb_sv *list = lb->dirty;
 		uint64_t t1 = now_us();
-		size_t n_fe = 0, n_be = 0;
+		size_t n_fe = 0, n_be[2] = {0, 0};
 
 		/* About what the dirty services will claim, so the writer sizes its tables once. */
 		for (struct lb_sv *sv = list; sv; sv = sv->dnext) {
 			n_fe++;
 			for (size_t i = 0; i < sv->n_sl; i++)
-				n_be += lb_slice_addrs(sv->sl[i]->data);
+				n_be[lb_slice_family(sv->sl[i]->data) == 6] +=
+					lb_slice_addrs(sv->sl[i]->data);
 		}
 		lb_maps_reserve(lb->maps, n_fe, n_be);
 
@@ -734,7 +746,7 @@ int lb_sync_flush(struct lb *lb)
 			struct lb_sv **svs = malloc((n_fe ? n_fe : 1) * sizeof(*svs));
 			struct lb_svc **out = calloc(n_fe ? n_fe : 1, sizeof(*out));
 			int *res = calloc(n_fe ? n_fe : 1, sizeof(*res));
-			struct xlate x = {svs, out, res};
+			struct xlate x = {svs, out, res, lb->maps};
 			struct lb_pipe p;
 			size_t k = 0;
 
@@ -757,7 +769,7 @@ int lb_sync_flush(struct lb *lb)
 			}
 			for (struct lb_sv *sv = list; sv; sv = sv->dnext)
 				svs[k++] = sv;
-			lb_pipe_start(&p, k, TRANSLATE_CHUNK, xlate_range, &x,
+			lb_pipe_start(&p, k, TRANSLATE_CHUNK, xlate_range, xlate_idle, &x,
 				      k >= TRANSLATE_PARALLEL_MIN);
 			for (size_t c = 0; c < p.n_chunks; c++) {
 				size_t from, to;

@@ -314,6 +314,11 @@ size_t lb_slice_addrs(const struct lb_slice *sl)
 	return sl->n_addrs;
 }
 
+uint8_t lb_slice_family(const struct lb_slice *sl)
+{
+	return sl->family;
+}
+
 static const char *jstr(const json_t *o, const char *key)
 {
 	return json_string_value(json_object_get(o, key));

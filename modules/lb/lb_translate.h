@@ -133,6 +133,8 @@ int lb_slice_parse(const struct lb_translate_conf *conf, const json_t *slice,
 void lb_slice_free(struct lb_slice *sl);
 /* Endpoint addresses the parsed slice holds (an upper bound of its backends). */
 size_t lb_slice_addrs(const struct lb_slice *sl);
+/* 4, 6, or 0 (FQDN or unknown: no backends). */
+uint8_t lb_slice_family(const struct lb_slice *sl);
 
 /* `slices` may be NULL when n_slices is 0. 0 and a new lb_svc, or -ENOMEM. */
 int lb_translate_parsed(const struct lb_svc_spec *spec, const struct lb_slice *const *slices,
