@@ -79,13 +79,23 @@ struct axn_obj {
 	TAILQ_ENTRY(axn_obj) link;
 };
 
-/* A stored object: in th->store (insertion order, for replays) and in th->index (by key). */
+/*
+ * A stored object: in th->store (insertion order), in its kind's list (the
+ * same order: a watch replays only its kind, as the core's kind tables do)
+ * and in th->index (by key).
+ */
 struct th_entry {
 	char *key;
 	uint64_t hash;
 	struct axn_obj *obj;
 	struct th_entry *hnext;
-	TAILQ_ENTRY(th_entry) link;
+	struct th_objkind *k;
+	TAILQ_ENTRY(th_entry) link, klink;
+};
+
+struct th_objkind {
+	const char *kind; /* interned */
+	TAILQ_HEAD(, th_entry) list;
 };
 
 /* A queued call: defer/post (call != NULL) or a store delivery to `sub`. */
@@ -123,6 +133,8 @@ struct axn_testhost {
 	size_t nindex, nstore;
 	char **interned; /* kinds and groups (see intern()) */
 	size_t n_interned;
+	struct th_objkind **kinds; /* one list per kind stored */
+	size_t n_kinds;
 	TAILQ_HEAD(, th_item) queue;
 	pthread_mutex_t lock;
 	char **logs;
@@ -668,6 +680,24 @@ static const char *intern(struct axn_testhost *th, const char *s, size_t n)
 	return v[th->n_interned++];
 }
 
+/* The list of an interned kind, created on first use; NULL without memory. */
+static struct th_objkind *kind_get(struct axn_testhost *th, const char *kind)
+{
+	struct th_objkind **v, *k;
+
+	for (size_t i = 0; i < th->n_kinds; i++)
+		if (th->kinds[i]->kind == kind)
+			return th->kinds[i];
+	if (!(v = realloc(th->kinds, (th->n_kinds + 1) * sizeof(*v))))
+		return NULL;
+	th->kinds = v;
+	if (!(k = calloc(1, sizeof(*k))))
+		return NULL;
+	k->kind = kind;
+	TAILQ_INIT(&k->list);
+	return v[th->n_kinds++] = k;
+}
+
 static void deliver(struct axn_testhost *th, struct axn_handle *sub, uint32_t event,
 		    struct axn_obj *obj)
 {
@@ -773,13 +803,14 @@ static int store_put(struct axn_testhost *th, json_t *doc, bool mine)
 	}
 	e->key = key;
 	e->obj = obj;
-	if (index_add(th, e) < 0) {
+	if (!(e->k = kind_get(th, obj->kind)) || index_add(th, e) < 0) {
 		free(e);
 		obj->doc = NULL;
 		obj = th_obj_unref(obj);
 		goto fail;
 	}
 	TAILQ_INSERT_TAIL(&th->store, e, link);
+	TAILQ_INSERT_TAIL(&e->k->list, e, klink);
 	publish(th, AXN_EV_ADDED, obj);
 	return 0;
 fail:
@@ -792,6 +823,7 @@ fail:
 static void entry_free(struct axn_testhost *th, struct th_entry *e)
 {
 	TAILQ_REMOVE(&th->store, e, link);
+	TAILQ_REMOVE(&e->k->list, e, klink);
 	index_remove(th, e);
 	th_obj_unref(e->obj);
 	free(e->key);
@@ -826,9 +858,11 @@ static int th_store_watch(struct axn_mod *self, const char *kind, axn_store_cb c
 	if (!(h = handle_new(th, TH_SUB, arg, kind)))
 		return -ENOMEM;
 	h->sub.cb = cb;
-	TAILQ_FOREACH(e, &th->store, link)
-		if (kind_match(kind, e->obj))
-			deliver(th, h, AXN_EV_ADDED, e->obj);
+	for (size_t i = 0; i < th->n_kinds; i++)
+		if (!strcmp(th->kinds[i]->kind, bare_kind(kind)))
+			TAILQ_FOREACH(e, &th->kinds[i]->list, klink)
+				if (kind_match(kind, e->obj))
+					deliver(th, h, AXN_EV_ADDED, e->obj);
 	if (th->synced)
 		deliver(th, h, AXN_EV_SYNCED, NULL);
 	if (ret_h)
@@ -1203,6 +1237,9 @@ int axn_testhost_free(struct axn_testhost *th)
 	for (size_t i = 0; i < th->n_interned; i++)
 		free(th->interned[i]);
 	free(th->interned);
+	for (size_t i = 0; i < th->n_kinds; i++)
+		free(th->kinds[i]);
+	free(th->kinds);
 	free(th->reason);
 	json_decref(th->info);
 	json_decref(th->maps);
