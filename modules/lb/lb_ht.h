@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define LB_HT_STR ((size_t)-1)
 
@@ -89,6 +90,38 @@ static inline struct lb_node *lb_ht_find(const struct lb_ht *t, const void *key)
 	return NULL;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+/*
+ * Bring in the whole pages of [p, p + len) for writing without changing
+ * what they hold: one call instead of a fault per page, and safe while
+ * another thread writes there. -errno if the kernel cannot.
+ */
+static inline int lb_populate(void *p, size_t len)
+{
+	uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
+	uintptr_t e = ((uintptr_t)p + len) & ~(uintptr_t)4095;
+
+	if (e <= a)
+		return 0;
+	return madvise((void *)a, e - a, MADV_POPULATE_WRITE) < 0 ? -errno : 0;
+}
+
+/*
+ * calloc'd memory that is read before it is written (a hash table's
+ * buckets): its pages brought in now. Otherwise a lookup maps the zero
+ * page that the first insert replaces -- a second fault per page, and a
+ * TLB flush on every CPU the agent's other thread runs on.
+ */
+static inline void lb_populate_zeroed(void *p, size_t len)
+{
+	if (lb_populate(p, len) < 0)
+		for (size_t i = 0; i < len; i += 4096)
+			((volatile char *)p)[i] = 0; /* a plain memset after calloc is optimised away */
+}
+
 /* Rehash into nb buckets (a power of two). */
 static inline int lb_ht_resize(struct lb_ht *t, size_t nb)
 {
@@ -96,6 +129,7 @@ static inline int lb_ht_resize(struct lb_ht *t, size_t nb)
 
 	if (!b)
 		return -ENOMEM;
+	lb_populate_zeroed(b, nb * sizeof(*b));
 	for (size_t i = 0; i < t->nb; i++)
 		for (struct lb_node *x = t->b[i], *next; x; x = next) {
 			next = x->next;

@@ -109,6 +109,14 @@ struct fe_ent {
 	struct fe_ent *dnext;
 };
 
+struct fe_slab {
+	struct fe_slab *next;
+	size_t cap, used;
+	struct fe_ent e[];
+};
+
+#define FE_SLAB_MIN 256
+
 /* Freed by a flush, reusable after the grace period (see lb_maps.h). */
 enum { Q_SLOTS, Q_BE4, Q_BE6, Q_RN };
 
@@ -144,6 +152,15 @@ struct lb_maps {
 	bool adopted;	       /* adoption found entries the prune has not dealt with yet */
 
 	struct lb_ht fes;
+	/*
+	 * Frontend entries come from slabs (a sync's worth at once, sized by
+	 * lb_maps_reserve(), its memory brought in by lb_maps_prefault()); freed
+	 * ones wait in fe_spare (linked by dnext) for the next frontend. A slab
+	 * is never given back before lb_maps_free(): the frontends a node had
+	 * once it will have again.
+	 */
+	struct fe_slab *slabs;
+	struct fe_ent *fe_spare;
 	struct be_ent *be[2]; /* per family, indexed by backend id */
 	/*
 	 * Backends by address: open addressing with linear probing; a slot is
@@ -160,6 +177,8 @@ struct lb_maps {
 	struct fe_ent *fdirty;
 	uint32_t bdirty[2];
 	uint32_t pf_from[2], pf_to[2]; /* backend entries lb_maps_prefault() brings in */
+	struct fe_ent *pf_fe;	       /* and frontend entries: [pf_fe, pf_fe + pf_n_fe) */
+	size_t pf_n_fe;
 	uint32_t mark;
 	uint32_t n_fe[2];
 	int released, full;
@@ -250,6 +269,43 @@ size_t lb_maps_quarantined(const struct lb_maps *m)
 	return m->q[0].n + m->q[1].n;
 }
 
+/* A slab of room for n more frontends, now the current one. */
+static int fe_slab_add(struct lb_maps *m, size_t n)
+{
+	struct fe_slab *sl = calloc(1, sizeof(*sl) + n * sizeof(struct fe_ent));
+
+	if (!sl)
+		return -ENOMEM;
+	sl->cap = n;
+	sl->next = m->slabs;
+	m->slabs = sl;
+	return 0;
+}
+
+/* A zeroed frontend entry, or NULL. */
+static struct fe_ent *fe_new(struct lb_maps *m)
+{
+	struct fe_ent *e = m->fe_spare;
+
+	if (e) {
+		m->fe_spare = e->dnext;
+		memset(e, 0, sizeof(*e));
+		return e;
+	}
+	if ((!m->slabs || m->slabs->used == m->slabs->cap) && fe_slab_add(m, FE_SLAB_MIN) < 0)
+		return NULL;
+	return &m->slabs->e[m->slabs->used++];
+}
+
+static void fe_free(struct lb_maps *m, struct fe_ent *e)
+{
+	if (e->bes != e->bes_in)
+		free(e->bes);
+	e->bes = NULL;
+	e->dnext = m->fe_spare;
+	m->fe_spare = e;
+}
+
 static void fe_dirty(struct lb_maps *m, struct fe_ent *e)
 {
 	if (e->dirty)
@@ -281,7 +337,7 @@ static struct fe_ent *fe_get(struct lb_maps *m, const struct l4key *k, bool crea
 		m->full = k->family == 6 ? LBM_RN6 : LBM_RN4;
 		return NULL;
 	}
-	e = calloc(1, sizeof(*e));
+	e = fe_new(m);
 	if (!e) {
 		(void)lb_ids_free(&m->rn_ids, id);
 		return NULL;
@@ -291,7 +347,7 @@ static struct fe_ent *fe_get(struct lb_maps *m, const struct l4key *k, bool crea
 	e->order = e->porder = ORDER_NONE;
 	if (lb_ht_insert(&m->fes, &e->n) < 0) {
 		(void)lb_ids_free(&m->rn_ids, id);
-		free(e);
+		fe_free(m, e);
 		return NULL;
 	}
 	m->n_fe[fam_idx(k->family)]++;
@@ -334,26 +390,6 @@ static uint8_t be_wstate(const struct lb_maps *m, int f, uint32_t id)
 	return f == 0 ? m->be4[id].state : m->be6[id].state;
 }
 
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
-#endif
-
-/*
- * Bring in the whole pages of [p, p + len) for writing, without changing
- * what they hold: one call instead of a fault per page, and safe while
- * another thread writes there. -errno if the kernel cannot (the caller
- * then lets the pages come in as they are written).
- */
-static int populate(void *p, size_t len)
-{
-	uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
-	uintptr_t e = ((uintptr_t)p + len) & ~(uintptr_t)4095;
-
-	if (e <= a)
-		return 0;
-	return madvise((void *)a, e - a, MADV_POPULATE_WRITE) < 0 ? -errno : 0;
-}
-
 /* The id of the backend at k (hash h) in the family's index, or 0. */
 static uint32_t bi_find(const struct lb_maps *m, const struct l4key *k, uint32_t h)
 {
@@ -393,15 +429,7 @@ static int bi_reserve(struct lb_maps *m, size_t n)
 		return 0;
 	if (ncap > (1ull << 31) || !(nb = calloc(ncap, sizeof(*nb))))
 		return -ENOMEM;
-	/*
-	 * Every page written once now: a lookup would otherwise map the zero
-	 * page that the first insert then replaces -- a second fault per page,
-	 * and a TLB flush on every CPU the agent's other thread runs on.
-	 * (volatile: a plain memset after calloc is optimised away.)
-	 */
-	if (populate(nb, ncap * sizeof(*nb)) < 0)
-		for (size_t i = 0; i < ncap * sizeof(*nb); i += 4096)
-			((volatile char *)nb)[i] = 0;
+	lb_populate_zeroed(nb, ncap * sizeof(*nb));
 	for (size_t i = 0; i < cap; i++)
 		if (m->bi[i])
 			bi_put(nb, (uint32_t)(ncap - 1), m->bi[i]);
@@ -612,12 +640,6 @@ fail:
 	return r;
 }
 
-static void fe_free(struct fe_ent *e)
-{
-	if (e->bes != e->bes_in)
-		free(e->bes);
-	free(e);
-}
 
 void lb_maps_free(struct lb_maps *m)
 {
@@ -626,7 +648,13 @@ void lb_maps_free(struct lb_maps *m)
 	for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
 		if (m->arr[arrays[i]])
 			munmap(m->arr[arrays[i]], m->len[arrays[i]]);
-	lb_ht_foreach(&m->fes, n, nx) fe_free((struct fe_ent *)n);
+	lb_ht_foreach(&m->fes, n, nx) fe_free(m, (struct fe_ent *)n);
+	while (m->slabs) {
+		struct fe_slab *sl = m->slabs;
+
+		m->slabs = sl->next;
+		free(sl);
+	}
 	free(m->fes.b);
 	free(m->bi);
 	for (int f = 0; f < 2; f++) {
@@ -806,7 +834,7 @@ static int adopt_masters_cb(struct lb_maps *m, int fam, const void *keys, const 
 			k.port = ntohs(k6->port);
 			k.proto = k6->proto;
 		}
-		e = calloc(1, sizeof(*e));
+		e = fe_new(m);
 		if (!e)
 			return -ENOMEM;
 		e->k = k;
@@ -846,7 +874,7 @@ static int adopt_masters_cb(struct lb_maps *m, int fam, const void *keys, const 
 				m->slots_hw = e->base + (1u << e->order);
 		}
 		if (lb_ht_insert(&m->fes, &e->n) < 0) {
-			free(e);
+			fe_free(m, e);
 			return -ENOMEM;
 		}
 		m->n_fe[fam == 6]++;
@@ -1126,8 +1154,16 @@ static int over_capacity(const struct lb_maps *m)
 void lb_maps_reserve(struct lb_maps *m, size_t n_fe, const size_t n_be[2])
 {
 	/* Only a hint: a table that cannot grow now grows later, entry by entry. */
+	size_t room = m->slabs ? m->slabs->cap - m->slabs->used : 0;
+
 	(void)lb_ht_reserve(&m->fes, m->fes.n + n_fe);
 	(void)bi_reserve(m, (size_t)m->bi_n + n_be[0] + n_be[1]);
+	/* More frontends than there are now are new: one slab for them. */
+	if (n_fe > m->fes.n && n_fe - m->fes.n > room && n_fe - m->fes.n > FE_SLAB_MIN &&
+	    fe_slab_add(m, n_fe - m->fes.n) == 0)
+		room = m->slabs->cap;
+	m->pf_fe = m->slabs ? &m->slabs->e[m->slabs->used] : NULL;
+	m->pf_n_fe = room;
 	/*
 	 * New backends take fresh ids, upward: the entries lb_maps_prefault()
 	 * brings in. More backends than the family has now are new (a restart
@@ -1144,9 +1180,11 @@ void lb_maps_reserve(struct lb_maps *m, size_t n_fe, const size_t n_be[2])
 
 void lb_maps_prefault(struct lb_maps *m)
 {
+	if (m->pf_fe)
+		(void)lb_populate(m->pf_fe, m->pf_n_fe * sizeof(*m->pf_fe));
 	for (int f = 0; f < 2; f++)
 		if (m->pf_to[f] > m->pf_from[f])
-			(void)populate(&m->be[f][m->pf_from[f]],
+			(void)lb_populate(&m->be[f][m->pf_from[f]],
 				       (size_t)(m->pf_to[f] - m->pf_from[f]) * sizeof(struct be_ent));
 }
 
@@ -1606,7 +1644,7 @@ static void fe_written(struct lb_maps *m, struct fe_ent *e)
 		pending_free(m, e);
 		lb_ht_remove(&m->fes, &e->n);
 		m->n_fe[f]--;
-		fe_free(e);
+		fe_free(m, e);
 		return;
 	}
 	if (fe_moves(e)) {
