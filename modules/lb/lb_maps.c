@@ -1178,14 +1178,27 @@ void lb_maps_reserve(struct lb_maps *m, size_t n_fe, const size_t n_be[2])
 	}
 }
 
-void lb_maps_prefault(struct lb_maps *m)
+/* [p + len * from / n, p + len * to / n) brought in: part of a range, in proportion. */
+static void populate_part(void *p, size_t len, size_t from, size_t to, size_t n)
 {
+	size_t a = (size_t)((unsigned __int128)len * from / n);
+	size_t b = (size_t)((unsigned __int128)len * to / n);
+
+	if (b > a)
+		(void)lb_populate((char *)p + a, b - a);
+}
+
+void lb_maps_prefault(struct lb_maps *m, size_t from, size_t to, size_t n)
+{
+	if (!n || from >= to || to > n)
+		return;
 	if (m->pf_fe)
-		(void)lb_populate(m->pf_fe, m->pf_n_fe * sizeof(*m->pf_fe));
+		populate_part(m->pf_fe, m->pf_n_fe * sizeof(*m->pf_fe), from, to, n);
 	for (int f = 0; f < 2; f++)
 		if (m->pf_to[f] > m->pf_from[f])
-			(void)lb_populate(&m->be[f][m->pf_from[f]],
-				       (size_t)(m->pf_to[f] - m->pf_from[f]) * sizeof(struct be_ent));
+			populate_part(&m->be[f][m->pf_from[f]],
+				      (size_t)(m->pf_to[f] - m->pf_from[f]) * sizeof(struct be_ent),
+				      from, to, n);
 }
 
 int lb_maps_service_set(struct lb_maps *m, const char *owner, const struct lb_svc *old,

@@ -88,11 +88,13 @@ void lb_maps_reserve(struct lb_maps *m, size_t n_fe, const size_t n_be[2]);
 
 /*
  * Bring in the memory the claims announced by the last lb_maps_reserve()
- * will write to, without changing it: for another thread to call while
- * this one claims (the only lb_maps call that may run concurrently), so
- * that the claims do not wait on fresh pages.
+ * will write to, without changing it -- the part of it that services
+ * [from, to) of n will about take (ids and entries are handed out in claim
+ * order). For another thread to call ahead of this one's claims (the only
+ * lb_maps call that may run concurrently), so that they do not wait on
+ * fresh pages.
  */
-void lb_maps_prefault(struct lb_maps *m);
+void lb_maps_prefault(struct lb_maps *m, size_t from, size_t to, size_t n);
 
 /*
  * Write what is dirty. Only the masters' syscalls can fail (the arrays are

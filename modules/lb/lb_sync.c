@@ -261,7 +261,7 @@ static void parse_apply(struct lb *lb, struct lb_ev *evs, size_t n)
 	struct parse_ctx c = {.conf = &lb->tconf, .evs = evs};
 	struct lb_pipe p;
 
-	lb_pipe_start(&p, n, PARSE_CHUNK, parse_range, NULL, &c, n >= PARSE_PARALLEL_MIN);
+	lb_pipe_start(&p, n, PARSE_CHUNK, parse_range, &c, n >= PARSE_PARALLEL_MIN);
 	for (size_t k = 0; k < p.n_chunks; k++) {
 		size_t from, to;
 
@@ -513,25 +513,24 @@ struct xlate {
 	struct lb_sv **svs;
 	struct lb_svc **out;
 	int *r;
+	size_t n;
 	struct lb_maps *maps;
+	pthread_t self; /* the claiming thread */
 };
 
+/*
+ * Translation is the quicker of the two, so the second thread also brings
+ * in the memory the claims of what it translated will write (new frontend
+ * and backend entries): this thread then does not stop at each fresh page.
+ */
 static void xlate_range(void *arg, size_t from, size_t to)
 {
 	struct xlate *x = arg;
 
 	for (size_t i = from; i < to; i++)
 		x->r[i] = sv_translate(x->svs[i], &x->out[i]);
-}
-
-/*
- * Translation is the quicker of the two: once it is done, the second
- * thread brings in the memory the claims are about to write (new backend
- * entries), so that this thread does not stop at each fresh page.
- */
-static void xlate_idle(void *arg)
-{
-	lb_maps_prefault(((struct xlate *)arg)->maps);
+	if (!pthread_equal(pthread_self(), x->self))
+		lb_maps_prefault(x->maps, from, to, x->n);
 }
 
 /*
@@ -746,7 +745,7 @@ int lb_sync_flush(struct lb *lb)
 			struct lb_sv **svs = malloc((n_fe ? n_fe : 1) * sizeof(*svs));
 			struct lb_svc **out = calloc(n_fe ? n_fe : 1, sizeof(*out));
 			int *res = calloc(n_fe ? n_fe : 1, sizeof(*res));
-			struct xlate x = {svs, out, res, lb->maps};
+			struct xlate x = {svs, out, res, n_fe, lb->maps, pthread_self()};
 			struct lb_pipe p;
 			size_t k = 0;
 
@@ -769,7 +768,7 @@ int lb_sync_flush(struct lb *lb)
 			}
 			for (struct lb_sv *sv = list; sv; sv = sv->dnext)
 				svs[k++] = sv;
-			lb_pipe_start(&p, k, TRANSLATE_CHUNK, xlate_range, xlate_idle, &x,
+			lb_pipe_start(&p, k, TRANSLATE_CHUNK, xlate_range, &x,
 				      k >= TRANSLATE_PARALLEL_MIN);
 			for (size_t c = 0; c < p.n_chunks; c++) {
 				size_t from, to;

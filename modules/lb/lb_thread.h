@@ -37,10 +37,8 @@ static inline bool lb_thread_spawn(pthread_t *t, void *(*fn)(void *), void *arg)
  * While the chunk it needs next is not ready, it produces the next
  * unclaimed one itself, so it never waits on work nobody does. produce()
  * must touch only its own items (and what nothing changes meanwhile).
- * idle (may be NULL) runs on the second thread once nothing is left to
- * produce, while this one still consumes.
  *
- *   lb_pipe_start(&p, n, chunk, produce, idle, arg, parallel);
+ *   lb_pipe_start(&p, n, chunk, produce, arg, parallel);
  *   for (size_t k = 0; k < p.n_chunks; k++) {
  *           lb_pipe_wait(&p, k, &from, &to);   -> items [from, to) are produced
  *           ... consume them ...
@@ -50,7 +48,6 @@ static inline bool lb_thread_spawn(pthread_t *t, void *(*fn)(void *), void *arg)
 struct lb_pipe {
 	size_t n, chunk, n_chunks;
 	void (*produce)(void *arg, size_t from, size_t to);
-	void (*idle)(void *arg);
 	void *arg;
 	atomic_size_t next;  /* the next chunk to claim */
 	atomic_uchar *done;  /* per chunk: produced; NULL: this thread does all, in order */
@@ -79,21 +76,17 @@ static inline bool lb_pipe_one(struct lb_pipe *p)
 
 static inline void *lb_pipe_worker(void *arg)
 {
-	struct lb_pipe *p = arg;
-
-	while (lb_pipe_one(p))
+	while (lb_pipe_one(arg))
 		;
-	if (p->idle)
-		p->idle(p->arg);
 	return NULL;
 }
 
 /* parallel: start the second thread (when it cannot start, this one does everything). */
 static inline void lb_pipe_start(struct lb_pipe *p, size_t n, size_t chunk,
-				 void (*produce)(void *arg, size_t from, size_t to),
-				 void (*idle)(void *arg), void *arg, bool parallel)
+				 void (*produce)(void *arg, size_t from, size_t to), void *arg,
+				 bool parallel)
 {
-	*p = (struct lb_pipe){.n = n, .chunk = chunk, .produce = produce, .idle = idle, .arg = arg};
+	*p = (struct lb_pipe){.n = n, .chunk = chunk, .produce = produce, .arg = arg};
 	p->n_chunks = (n + chunk - 1) / chunk;
 	atomic_init(&p->next, 0);
 	/* No memory for the flags: this thread produces each chunk as it needs it. */
