@@ -75,19 +75,35 @@ static inline size_t lb_key_len(const struct lb_ht *t, const void *key)
 	return t->ksz && t->ksz != LB_HT_STR ? t->ksz : strlen(key) + 1;
 }
 
-static inline struct lb_node *lb_ht_find(const struct lb_ht *t, const void *key)
+/* The hash of a key, for lb_ht_find_h() (pure: another thread may compute it). */
+static inline uint32_t lb_ht_key_hash(const struct lb_ht *t, const void *key)
 {
-	size_t len = lb_key_len(t, key);
-	uint32_t h = lb_ht_hash(t, key, len);
+	return lb_ht_hash(t, key, lb_key_len(t, key));
+}
 
+/* key, whose hash is h. */
+static inline struct lb_node *lb_ht_find_h(const struct lb_ht *t, const void *key, uint32_t h)
+{
 	if (!t->nb)
 		return NULL;
 	for (struct lb_node *n = t->b[h & (t->nb - 1)]; n; n = n->next)
 		if (n->h == h && (t->ksz && t->ksz != LB_HT_STR
-					  ? !memcmp(lb_node_key(t, n), key, len)
+					  ? !memcmp(lb_node_key(t, n), key, t->ksz)
 					  : !strcmp(lb_node_key(t, n), key)))
 			return n;
 	return NULL;
+}
+
+static inline struct lb_node *lb_ht_find(const struct lb_ht *t, const void *key)
+{
+	return lb_ht_find_h(t, key, lb_ht_key_hash(t, key));
+}
+
+/* A lookup of hash h is coming: its bucket, and the first entry there, on the way. */
+static inline void lb_ht_prefetch(const struct lb_ht *t, uint32_t h)
+{
+	if (t->nb)
+		__builtin_prefetch(&t->b[h & (t->nb - 1)]);
 }
 
 #ifndef MADV_POPULATE_WRITE
@@ -153,6 +169,17 @@ static inline int lb_ht_reserve(struct lb_ht *t, size_t n)
 	while (nb < n)
 		nb *= 2;
 	return nb > t->nb ? lb_ht_resize(t, nb) : 0;
+}
+
+/* n->h already holds its key's hash. */
+static inline int lb_ht_insert_h(struct lb_ht *t, struct lb_node *n)
+{
+	if (t->n + 1 > t->nb && lb_ht_resize(t, t->nb ? t->nb * 2 : 64) < 0)
+		return -ENOMEM;
+	n->next = t->b[n->h & (t->nb - 1)];
+	t->b[n->h & (t->nb - 1)] = n;
+	t->n++;
+	return 0;
 }
 
 static inline int lb_ht_insert(struct lb_ht *t, struct lb_node *n)

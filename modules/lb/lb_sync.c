@@ -160,14 +160,28 @@ static void first_event(struct lb *lb)
 #define EV_DELETED 0x2
 #define PARSE_PARALLEL_MIN 2048 /* events; below that one thread is as quick */
 
+#define EV_SVC_KEY 0x4 /* a slice's candidate holds its service's key too (parse) */
+
+/*
+ * A queued event; the parse (either thread) fills in the rest: the parsed
+ * document, and a candidate entry for this thread's tables with its key
+ * and hash -- allocated and formatted there, so that applying an event here
+ * is a lookup (whose bucket was asked for ahead) and a link.
+ */
 struct lb_ev {
 	struct axn_obj *obj;
 	const json_t *doc;
-	uint8_t flags; /* EV_* */
+	union {
+		struct lb_svc_spec *spec; /* Service */
+		struct lb_slice *slice;	  /* EndpointSlice */
+	};
+	union {
+		struct lb_sv *sv; /* a new lb_sv for the Service's key */
+		struct lb_sl *sl; /* a new lb_sl for the slice's key (+ its service's key) */
+	} cand;
 	int r;	       /* the parse's result */
-	struct lb_svc_spec *spec;
-	struct lb_slice *slice;
-	struct lb_slice_meta meta;
+	uint32_t svh;  /* EV_SVC_KEY: the hash of the service's key */
+	uint8_t flags; /* EV_* */
 };
 
 static void ev_push(struct lb *lb, struct axn_obj *obj, uint8_t flags)
@@ -230,11 +244,55 @@ static void on_slice(struct axn_mod *self, uint32_t ev, struct axn_obj *obj, voi
  * reference until this thread applied it).
  */
 #define PARSE_CHUNK 256
+#define EV_PREFETCH_AHEAD 8
 
 struct parse_ctx {
 	const struct lb_translate_conf *conf;
+	const struct lb_ht *svcs, *slices; /* only their hash function is used */
 	struct lb_ev *evs;
 };
+
+/* A Service's candidate entry: its key "ns/name" and hash. NULL without memory. */
+static struct lb_sv *sv_cand(const struct parse_ctx *c, const char *ns, const char *name)
+{
+	char kb[320], *heap, *key = obj_key(kb, sizeof(kb), ns, name, &heap);
+	struct lb_sv *sv = key ? calloc(1, sizeof(*sv) + strlen(key) + 1) : NULL;
+
+	if (sv) {
+		strcpy(sv->key, key);
+		sv->n.h = lb_ht_key_hash(c->svcs, sv->key);
+	}
+	free(heap);
+	return sv;
+}
+
+/* A slice's candidate entry: "ns/name", then "ns/service" when it names one. */
+static struct lb_sl *sl_cand(const struct parse_ctx *c, struct lb_ev *e,
+			     const struct lb_slice_meta *meta)
+{
+	char kb[320], skb[320], *heap, *sheap = NULL, *key, *skey = NULL;
+	struct lb_sl *sl = NULL;
+	size_t kl, skl = 0;
+
+	key = obj_key(kb, sizeof(kb), meta->ns, meta->name, &heap);
+	if (meta->service && !(skey = obj_key(skb, sizeof(skb), meta->ns, meta->service, &sheap)))
+		goto out;
+	kl = key ? strlen(key) + 1 : 0;
+	skl = skey ? strlen(skey) + 1 : 0;
+	if (!key || !(sl = calloc(1, sizeof(*sl) + kl + skl)))
+		goto out;
+	memcpy(sl->key, key, kl);
+	sl->n.h = lb_ht_key_hash(c->slices, sl->key);
+	if (skey) {
+		memcpy(sl->key + kl, skey, skl);
+		e->svh = lb_ht_key_hash(c->svcs, skey);
+		e->flags |= EV_SVC_KEY;
+	}
+out:
+	free(heap);
+	free(sheap);
+	return sl;
+}
 
 static void parse_range(void *arg, size_t from, size_t to)
 {
@@ -245,10 +303,33 @@ static void parse_range(void *arg, size_t from, size_t to)
 
 		if (e->flags & EV_DELETED)
 			continue;
-		if (e->flags & EV_SLICE)
-			e->r = lb_slice_parse(c->conf, e->doc, &e->slice, &e->meta);
-		else
+		if (e->flags & EV_SLICE) {
+			struct lb_slice_meta meta;
+
+			e->r = lb_slice_parse(c->conf, e->doc, &e->slice, &meta);
+			if (e->r == 0 && !(e->cand.sl = sl_cand(c, e, &meta)))
+				e->r = -ENOMEM;
+		} else {
 			e->r = lb_service_parse(c->conf, e->doc, &e->spec);
+			if (e->spec)
+				e->cand.sv = sv_cand(c, lb_svc_spec_ns(e->spec),
+						     lb_svc_spec_name(e->spec));
+		}
+	}
+}
+
+/* The buckets the event will look up, asked for ahead (it is parsed). */
+static void ev_prefetch(const struct lb *lb, const struct lb_ev *e)
+{
+	if (e->flags & EV_DELETED)
+		return;
+	if (e->flags & EV_SLICE) {
+		if (e->cand.sl)
+			lb_ht_prefetch(&lb->slices, e->cand.sl->n.h);
+		if (e->flags & EV_SVC_KEY)
+			lb_ht_prefetch(&lb->svcs, e->svh);
+	} else if (e->cand.sv) {
+		lb_ht_prefetch(&lb->svcs, e->cand.sv->n.h);
 	}
 }
 
@@ -258,7 +339,7 @@ static void apply_slice(struct lb *lb, struct lb_ev *e);
 /* Parse and apply evs[0..n) in order, with a second parsing thread when there are many. */
 static void parse_apply(struct lb *lb, struct lb_ev *evs, size_t n)
 {
-	struct parse_ctx c = {.conf = &lb->tconf, .evs = evs};
+	struct parse_ctx c = {.conf = &lb->tconf, .svcs = &lb->svcs, .slices = &lb->slices, .evs = evs};
 	struct lb_pipe p;
 
 	lb_pipe_start(&p, n, PARSE_CHUNK, parse_range, &c, n >= PARSE_PARALLEL_MIN);
@@ -267,6 +348,8 @@ static void parse_apply(struct lb *lb, struct lb_ev *evs, size_t n)
 
 		lb_pipe_wait(&p, k, &from, &to);
 		for (size_t i = from; i < to; i++) {
+			if (i + EV_PREFETCH_AHEAD < to)
+				ev_prefetch(lb, &evs[i + EV_PREFETCH_AHEAD]);
 			if (evs[i].flags & EV_SLICE)
 				apply_slice(lb, &evs[i]);
 			else
@@ -285,7 +368,10 @@ static void apply_service(struct lb *lb, struct lb_ev *e)
 	struct lb_sv *sv;
 	char kb[320], *heap, *key;
 
+	struct lb_sv *cand = e->cand.sv;
+
 	e->spec = NULL;
+	e->cand.sv = NULL;
 	if (e->r == -EINVAL) {
 		axn_warn(self, "service %s: no metadata.name, ignored",
 			 axn_obj_name(self, e->obj) ?: "?");
@@ -294,12 +380,21 @@ static void apply_service(struct lb *lb, struct lb_ev *e)
 		axn_err(self, "service %s: out of memory", axn_obj_name(self, e->obj));
 		return;
 	}
-	/* The parsed Service has its names (ns defaulted as in obj_key). */
-	key = spec ? obj_key(kb, sizeof(kb), lb_svc_spec_ns(spec), lb_svc_spec_name(spec), &heap)
-		   : obj_key(kb, sizeof(kb), axn_obj_namespace(self, e->obj),
-			     axn_obj_name(self, e->obj), &heap);
-	sv = key ? sv_get(lb, key, spec != NULL) : NULL;
-	free(heap);
+	if (cand) {
+		/* Parsed with its key: the entry if there is one, else the candidate. */
+		sv = (struct lb_sv *)lb_ht_find_h(&lb->svcs, cand->key, cand->n.h);
+		if (!sv && lb_ht_insert_h(&lb->svcs, &cand->n) == 0)
+			sv = cand, cand = NULL;
+		free(cand);
+	} else {
+		/* The parsed Service has its names (ns defaulted as in obj_key). */
+		key = spec ? obj_key(kb, sizeof(kb), lb_svc_spec_ns(spec), lb_svc_spec_name(spec),
+				     &heap)
+			   : obj_key(kb, sizeof(kb), axn_obj_namespace(self, e->obj),
+				     axn_obj_name(self, e->obj), &heap);
+		sv = key ? sv_get(lb, key, spec != NULL) : NULL;
+		free(heap);
+	}
 	if (!sv) {
 		if (spec)
 			axn_err(self, "service %s: out of memory", axn_obj_name(self, e->obj));
@@ -315,11 +410,12 @@ static void apply_slice(struct lb *lb, struct lb_ev *e)
 {
 	struct axn_mod *self = lb->self;
 	struct lb_slice *data = e->slice;
-	struct lb_sl *sl;
+	struct lb_sl *sl, *cand = e->cand.sl;
 	struct lb_sv *sv = NULL;
-	char kb[320], skb[320], *heap = NULL, *sheap = NULL, *key, *skey;
+	char kb[320], *heap = NULL, *key;
 
 	e->slice = NULL;
+	e->cand.sl = NULL;
 	if (e->flags & EV_DELETED) {
 		key = obj_key(kb, sizeof(kb), axn_obj_namespace(self, e->obj),
 			      axn_obj_name(self, e->obj), &heap);
@@ -336,28 +432,23 @@ static void apply_slice(struct lb *lb, struct lb_ev *e)
 	}
 	if (e->r < 0)
 		goto oom;
-	/* The parse gave the slice's names and its service, borrowed from the document. */
-	key = obj_key(kb, sizeof(kb), e->meta.ns, e->meta.name, &heap);
-	if (!key)
-		goto oom;
-	if (e->meta.service) {
-		skey = obj_key(skb, sizeof(skb), e->meta.ns, e->meta.service, &sheap);
-		sv = skey ? sv_get(lb, skey, true) : NULL;
-		free(sheap);
-		if (!sv)
+	/* The parse made the entry, with the slice's key and its service's. */
+	if (e->flags & EV_SVC_KEY) {
+		const char *skey = cand->key + strlen(cand->key) + 1;
+
+		sv = (struct lb_sv *)lb_ht_find_h(&lb->svcs, skey, e->svh);
+		if (!sv && !(sv = sv_get(lb, skey, true)))
 			goto oom;
 	}
-	sl = (struct lb_sl *)lb_ht_find(&lb->slices, key);
+	sl = (struct lb_sl *)lb_ht_find_h(&lb->slices, cand->key, cand->n.h);
 	if (!sl) {
-		sl = calloc(1, sizeof(*sl) + strlen(key) + 1);
-		if (!sl)
+		if (lb_ht_insert_h(&lb->slices, &cand->n) < 0)
 			goto oom;
-		strcpy(sl->key, key);
-		if (lb_ht_insert(&lb->slices, &sl->n) < 0) {
-			free(sl);
-			goto oom;
-		}
+		sl = cand;
+		cand = NULL;
 	}
+	free(cand);
+	cand = NULL;
 	lb_slice_free(sl->data);
 	sl->data = data;
 	data = NULL;
@@ -374,6 +465,7 @@ oom:
 	if (sv)
 		sv_dirty(lb, sv); /* so that the flush drops it if it holds nothing */
 	lb_slice_free(data);
+	free(cand);
 	free(heap);
 	axn_err(self, "endpointslice %s: out of memory", axn_obj_name(self, e->obj));
 }
@@ -404,11 +496,9 @@ static void apply_events(struct lb *lb)
 
 static void drop_events(struct lb *lb)
 {
-	for (size_t i = 0; i < lb->n_evs; i++) {
-		lb_svc_spec_unref(lb->evs[i].spec);
-		lb_slice_free(lb->evs[i].slice);
+	/* Queued, not parsed yet: only the references. (A parsed event is applied.) */
+	for (size_t i = 0; i < lb->n_evs; i++)
 		lb->self->host->obj_unref(lb->evs[i].obj);
-	}
 	free(lb->evs);
 	lb->evs = NULL;
 	lb->n_evs = lb->cap_evs = 0;
