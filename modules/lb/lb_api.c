@@ -40,17 +40,27 @@ static int add_fe(struct lb *lb, struct lb_sv *sv, const struct lb_fe *fe, json_
 	char a[LB_ADDR_STRLEN], b[LB_ADDR_STRLEN];
 	const struct lb_svc *s = sv->cur;
 	json_t *bes = json_array(), *it;
+	struct lb_be *v = NULL;
+	size_t n = 0, n_sel = 0;
+	int r;
 
 	if (!bes)
 		return -ENOMEM;
-	for (size_t i = 0; i < fe->n_be; i++) {
-		const struct lb_be *be = &fe->be[i];
+	/* The writer holds the backends (the kept translation has none: lb_svc_strip). */
+	r = lb_maps_fe_backends(lb->maps, fe, &v, &n, &n_sel);
+	if (r == -ENOMEM) {
+		json_decref(bes);
+		return r;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct lb_be *be = &v[i];
 		const char *st = be->state == LB_BE_TERMINATING ? "terminating" : "active";
 
-		if (i >= fe->n_sel)
+		if (i >= n_sel)
 			st = "terminating,kept";
 		json_array_append_new(bes, be_json(lb_addr_format(&be->ip, be->port, b, sizeof(b)), st));
 	}
+	free(v);
 	snprintf(b, sizeof(b), "%s/%s", lb_addr_format(&fe->ip, fe->port, a, sizeof(a)),
 		 lb_proto_name(fe->proto));
 	it = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:o}", "frontend", b, "type",

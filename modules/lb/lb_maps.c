@@ -109,6 +109,11 @@ struct fe_ent {
 	struct fe_ent *dnext;
 };
 
+struct be_undo {
+	uint32_t id;
+	uint8_t f, prev;
+};
+
 struct fe_slab {
 	struct fe_slab *next;
 	size_t cap, used;
@@ -176,6 +181,9 @@ struct lb_maps {
 	uint32_t q_be[2];  /* backend ids of each family among them (not in the maps any more) */
 	struct fe_ent *fdirty;
 	uint32_t bdirty[2];
+	/* Backend state changes of the claim in progress (lb_maps_service_set): undone if it fails. */
+	struct be_undo *undo;
+	size_t n_undo, cap_undo;
 	uint32_t pf_from[2], pf_to[2]; /* backend entries lb_maps_prefault() brings in */
 	struct fe_ent *pf_fe;	       /* and frontend entries: [pf_fe, pf_fe + pf_n_fe) */
 	size_t pf_n_fe;
@@ -667,6 +675,7 @@ void lb_maps_free(struct lb_maps *m)
 	lb_bd_free_all(&m->slots_bd);
 	free(m->q[0].v);
 	free(m->q[1].v);
+	free(m->undo);
 	for (int i = 0; i < 4; i++)
 		free(m->orphans[i]);
 	free(m);
@@ -1049,6 +1058,41 @@ static int fe_room(struct lb_maps *m, struct fe_ent *e)
 	return 0;
 }
 
+/* A backend's wanted state, as a claim sets it: undone if the claim is. */
+static int be_set_state(struct lb_maps *m, int f, uint32_t id, uint8_t state)
+{
+	struct be_ent *b = &m->be[f][id];
+
+	if (b->state == state)
+		return 0;
+	if (m->n_undo == m->cap_undo) {
+		size_t cap = m->cap_undo ? m->cap_undo * 2 : 64;
+		struct be_undo *u = realloc(m->undo, cap * sizeof(*u));
+
+		if (!u)
+			return -ENOMEM;
+		m->undo = u;
+		m->cap_undo = cap;
+	}
+	m->undo[m->n_undo++] = (struct be_undo){id, (uint8_t)f, b->state};
+	b->state = state;
+	if (be_wstate(m, f, id) != state)
+		be_dirty(m, b, f, id);
+	return 0;
+}
+
+static void undo_states(struct lb_maps *m)
+{
+	while (m->n_undo) {
+		const struct be_undo *u = &m->undo[--m->n_undo];
+		struct be_ent *b = &m->be[u->f][u->id];
+
+		b->state = u->prev;
+		if (be_wstate(m, u->f, u->id) != b->state)
+			be_dirty(m, b, u->f, u->id);
+	}
+}
+
 #define CLAIM_GROUP 16
 
 static int fe_claim(struct lb_maps *m, const char *owner, const struct lb_svc *s,
@@ -1103,10 +1147,11 @@ static int fe_claim(struct lb_maps *m, const char *owner, const struct lb_svc *s
 				return m->full >= 0 ? -ENOSPC : -ENOMEM;
 			b = &m->be[f][id];
 			b->refs++;
-			b->state = be->state == LB_BE_TERMINATING ? LB_BS_TERMINATING : LB_BS_ACTIVE;
-			if (be_wstate(m, f, id) != b->state)
-				be_dirty(m, b, f, id);
 			e->bes[e->n_all++] = id;
+			if (be_set_state(m, f, id,
+					 be->state == LB_BE_TERMINATING ? LB_BS_TERMINATING
+									: LB_BS_ACTIVE) < 0)
+				return -ENOMEM;
 			if (g + i < fe->n_sel)
 				e->n_sel++;
 		}
@@ -1201,10 +1246,99 @@ void lb_maps_prefault(struct lb_maps *m, size_t from, size_t to, size_t n)
 				      from, to, n);
 }
 
+/*
+ * What a claimed frontend held before a service's change: its backend ids
+ * (a copy, allocated before anything changes, so that going back needs no
+ * allocation) and settings. The previous translation is not needed for
+ * that: the caller may keep it without its backends (lb_svc_strip()).
+ */
+struct fe_snap {
+	struct fe_ent *e;
+	uint32_t *bes; /* n_all ids; in[] when there are two or fewer */
+	uint32_t in[2];
+	uint32_t n_sel, n_all, timeout;
+	uint8_t flags, alg;
+};
+
+#define SNAP_SMALL 4
+
+static void snap_free(struct fe_snap *v, size_t n, const struct fe_snap *small)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i].bes != v[i].in)
+			free(v[i].bes);
+	if (v != small)
+		free(v);
+}
+
+/* The frontends of old that owner holds. -ENOMEM: nothing taken. */
+static int snap_take(struct lb_maps *m, const char *owner, const struct lb_svc *old,
+		     struct fe_snap *small, struct fe_snap **ret_v, size_t *ret_n)
+{
+	size_t n_fe = old ? old->n_fe : 0, n = 0;
+	struct fe_snap *v = n_fe <= SNAP_SMALL ? small : malloc(n_fe * sizeof(*v));
+
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < n_fe; i++) {
+		struct l4key k;
+		struct fe_ent *e;
+		struct fe_snap *x;
+
+		l4key_make(&k, &old->fe[i].ip, old->fe[i].port, old->fe[i].proto);
+		e = fe_get(m, &k, false);
+		if (!e || e->owner != owner)
+			continue;
+		x = &v[n];
+		*x = (struct fe_snap){.e = e, .bes = x->in, .n_sel = e->n_sel, .n_all = e->n_all,
+				      .timeout = e->timeout, .flags = e->flags, .alg = e->alg};
+		if (e->n_all > 2 && !(x->bes = malloc(e->n_all * sizeof(*x->bes)))) {
+			snap_free(v, n, small);
+			return -ENOMEM;
+		}
+		memcpy(x->bes, e->bes, e->n_all * sizeof(*x->bes));
+		n++;
+	}
+	*ret_v = v;
+	*ret_n = n;
+	return 0;
+}
+
+/* Undo a failed change (after its frontends were released): each snapshot is held again. */
+static void snap_restore(struct lb_maps *m, const char *owner, struct fe_snap *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct fe_snap *x = &v[i];
+		struct fe_ent *e = x->e;
+		int f = fam_idx(e->k.family);
+
+		if (e->bes != e->bes_in)
+			free(e->bes);
+		if (x->bes == x->in) {
+			memcpy(e->bes_in, x->in, sizeof(x->in));
+			e->bes = e->bes_in;
+		} else {
+			e->bes = x->bes; /* taken over */
+			x->bes = x->in;
+		}
+		for (uint32_t j = 0; j < x->n_all; j++)
+			m->be[f][e->bes[j]].refs++;
+		e->owner = owner;
+		e->n_sel = x->n_sel;
+		e->n_all = x->n_all;
+		e->timeout = x->timeout;
+		e->flags = x->flags;
+		e->alg = x->alg;
+		fe_dirty(m, e);
+	}
+}
+
 int lb_maps_service_set(struct lb_maps *m, const char *owner, const struct lb_svc *old,
 			const struct lb_svc *new, char **ret_err)
 {
 	char buf[LB_ADDR_STRLEN + 8], *msg = NULL;
+	struct fe_snap small[SNAP_SMALL], *snap;
+	size_t n_snap;
 	int r, full;
 
 	for (size_t i = 0; new && i < new->n_fe; i++) {
@@ -1221,17 +1355,24 @@ int lb_maps_service_set(struct lb_maps *m, const char *owner, const struct lb_sv
 			return -EADDRINUSE;
 		}
 	}
+	if ((r = snap_take(m, owner, old, small, &snap, &n_snap)) < 0) {
+		*ret_err = NULL;
+		return r;
+	}
 	m->full = -1;
+	m->n_undo = 0;
 	svc_release(m, owner, old);
 	r = svc_claim(m, owner, new);
 	full = r == -ENOSPC ? m->full : r < 0 ? -1 : over_capacity(m);
 	if (r < 0 || full >= 0) {
 		/*
 		 * Back to where we were. That needs no allocation: until a flush,
-		 * released frontends and backends keep their ids and ranges.
+		 * released frontends and backends keep their ids and ranges, and
+		 * the snapshots hold what the frontends had.
 		 */
 		svc_release(m, owner, new);
-		(void)svc_claim(m, owner, old);
+		undo_states(m);
+		snap_restore(m, owner, snap, n_snap);
 		if (full >= 0) {
 			uint32_t cap = m->max[full];
 
@@ -1245,9 +1386,10 @@ int lb_maps_service_set(struct lb_maps *m, const char *owner, const struct lb_sv
 			r = -ENOSPC;
 		}
 		*ret_err = msg;
-		return r;
 	}
-	return 0;
+	m->n_undo = 0;
+	snap_free(snap, n_snap, small);
+	return r < 0 ? r : 0;
 }
 /* --- the writer ---------------------------------------------------------------- */
 
@@ -1850,6 +1992,37 @@ uint32_t lb_maps_fe_id(struct lb_maps *m, const struct lb_fe *fe)
 	l4key_make(&k, &fe->ip, fe->port, fe->proto);
 	e = fe_get(m, &k, false);
 	return e ? e->rev_nat_id : 0;
+}
+
+int lb_maps_fe_backends(struct lb_maps *m, const struct lb_fe *fe, struct lb_be **ret_be,
+			size_t *ret_n, size_t *ret_n_sel)
+{
+	struct l4key k;
+	struct fe_ent *e;
+	struct lb_be *v;
+	int f;
+
+	l4key_make(&k, &fe->ip, fe->port, fe->proto);
+	e = fe_get(m, &k, false);
+	if (!e || !e->owner)
+		return -ENOENT;
+	f = fam_idx(k.family);
+	if (!(v = calloc(e->n_all ? e->n_all : 1, sizeof(*v))))
+		return -ENOMEM;
+	for (uint32_t i = 0; i < e->n_all; i++) {
+		struct l4key bk;
+
+		be_key(m, f, e->bes[i], &bk);
+		v[i].ip.family = bk.family;
+		memcpy(v[i].ip.a, bk.addr, sizeof(v[i].ip.a));
+		v[i].port = bk.port;
+		v[i].state = m->be[f][e->bes[i]].state == LB_BS_TERMINATING ? LB_BE_TERMINATING
+									    : LB_BE_ACTIVE;
+	}
+	*ret_be = v;
+	*ret_n = e->n_all;
+	*ret_n_sel = e->n_sel;
+	return 0;
 }
 
 uint32_t lb_maps_be_id(struct lb_maps *m, const struct lb_ip *ip, uint16_t port, uint8_t proto)

@@ -107,6 +107,15 @@ int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st);
 /* Drop adopted entries nobody claimed, then flush. */
 int lb_maps_prune(struct lb_maps *m, struct lb_flush_stats *ret_st);
 
+/*
+ * The backends a claimed frontend holds, for views (a translation the
+ * caller kept may have been stripped): *ret_be (malloc'd) has *ret_n, the
+ * first *ret_n_sel selectable (in slots), the rest kept for their flows.
+ * -ENOENT if no service holds fe, -ENOMEM.
+ */
+int lb_maps_fe_backends(struct lb_maps *m, const struct lb_fe *fe, struct lb_be **ret_be,
+			size_t *ret_n, size_t *ret_n_sel);
+
 /* The frontend's rev_nat_id and the backend id of each backend, for views. 0 if unknown. */
 uint32_t lb_maps_fe_id(struct lb_maps *m, const struct lb_fe *fe);
 uint32_t lb_maps_be_id(struct lb_maps *m, const struct lb_ip *ip, uint16_t port, uint8_t proto);

@@ -605,8 +605,23 @@ struct xlate {
 	int *r;
 	size_t n;
 	struct lb_maps *maps;
-	pthread_t self; /* the claiming thread */
+	pthread_t self;		 /* the claiming thread */
+	atomic_size_t claimed;	 /* out[0 .. claimed) are claimed: kept (sv->cur) or NULL */
+	size_t stripped;	 /* out[0 .. stripped) are stripped (by the second thread) */
 };
+
+/*
+ * The backends of kept translations out[x->stripped .. upto) dropped: the
+ * writer holds them. On the thread that allocated them, so that the next
+ * translations reuse the memory (fresh pages are what a sync waits on), and
+ * no other thread's allocator is locked meanwhile. This thread does not
+ * look at a claimed translation's backends again.
+ */
+static void xlate_strip(struct xlate *x, size_t upto)
+{
+	for (; x->stripped < upto; x->stripped++)
+		lb_svc_strip(x->out[x->stripped]);
+}
 
 /*
  * Translation is the quicker of the two, so the second thread also brings
@@ -616,10 +631,13 @@ struct xlate {
 static void xlate_range(void *arg, size_t from, size_t to)
 {
 	struct xlate *x = arg;
+	bool worker = !pthread_equal(pthread_self(), x->self);
 
+	if (worker)
+		xlate_strip(x, atomic_load_explicit(&x->claimed, memory_order_acquire));
 	for (size_t i = from; i < to; i++)
 		x->r[i] = sv_translate(x->svs[i], &x->out[i]);
-	if (!pthread_equal(pthread_self(), x->self))
+	if (worker)
 		lb_maps_prefault(x->maps, from, to, x->n);
 }
 
@@ -686,6 +704,7 @@ static int sv_apply(struct lb *lb, struct lb_sv *sv, struct lb_svc *next, int rt
 		axn_warn(self, "service %s: %s", sv->key, next->warning);
 	sv_account(lb, sv, -1);
 	lb_svc_free(sv->cur);
+	/* The writer holds the backends now: what is kept needs only the frontends. */
 	sv->cur = next;
 	sv_account(lb, sv, +1);
 	return 0;
@@ -835,7 +854,7 @@ int lb_sync_flush(struct lb *lb)
 			struct lb_sv **svs = malloc((n_fe ? n_fe : 1) * sizeof(*svs));
 			struct lb_svc **out = calloc(n_fe ? n_fe : 1, sizeof(*out));
 			int *res = calloc(n_fe ? n_fe : 1, sizeof(*res));
-			struct xlate x = {svs, out, res, n_fe, lb->maps, pthread_self()};
+			struct xlate x = {svs, out, res, n_fe, lb->maps, pthread_self(), 0, 0};
 			struct lb_pipe p;
 			size_t k = 0;
 
@@ -852,6 +871,8 @@ int lb_sync_flush(struct lb *lb)
 					rt = sv_translate(sv, &nx);
 					if ((rr = sv_settle(lb, sv, nx, rt)) < 0 && !r)
 						r = rr;
+					if (nx && sv->cur == nx)
+						lb_svc_strip(nx);
 					n++;
 				}
 				goto translated;
@@ -865,13 +886,24 @@ int lb_sync_flush(struct lb *lb)
 
 				lb_pipe_wait(&p, c, &from, &to);
 				for (size_t i = from; i < to; i++) {
+					struct lb_sv *sv = svs[i];
+					struct lb_svc *t = out[i];
+
 					translations_prefetch(out, i, to);
-					if ((rr = sv_settle(lb, svs[i], out[i], res[i])) < 0 && !r)
+					/*
+					 * sv_settle() keeps t as sv->cur or frees it. (A service
+					 * with a translation has its Service: sv stays.)
+					 */
+					if ((rr = sv_settle(lb, sv, t, res[i])) < 0 && !r)
 						r = rr;
+					if (t && sv->cur != t)
+						out[i] = NULL;
 					n++;
 				}
+				atomic_store_explicit(&x.claimed, to, memory_order_release);
 			}
 			lb_pipe_end(&p);
+			xlate_strip(&x, k); /* what the second thread did not get to */
 			free(svs);
 			free(out);
 			free(res);

@@ -321,11 +321,24 @@ void lb_svc_spec_unref(struct lb_svc_spec *spec)
 	}
 }
 
+void lb_svc_strip(struct lb_svc *s)
+{
+	if (!s)
+		return;
+	for (size_t i = 0; i < s->n_fe; i++) {
+		s->fe[i].be = NULL;
+		s->fe[i].n_be = s->fe[i].n_sel = 0;
+	}
+	free(s->be_all);
+	s->be_all = NULL;
+}
 void lb_svc_free(struct lb_svc *s)
 {
-	/* One block: the struct, frontends and every frontend's backends. */
-	if (s)
-		lb_svc_spec_unref(s->spec);
+	/* Two blocks: the struct with its frontends, and every frontend's backends. */
+	if (!s)
+		return;
+	lb_svc_spec_unref(s->spec);
+	free(s->be_all);
 	free(s);
 }
 
@@ -1058,13 +1071,20 @@ int lb_translate_parsed(const struct lb_svc_spec *spec, const struct lb_slice *c
 		    (r = select_backends(&fe[i], &c, spec->publish_not_ready, &bes)) < 0)
 			goto out;
 	}
-	/* One block: the service, its frontends, then each frontend's backends in turn. */
-	s = malloc(sizeof(*s) + spec->n_fe * sizeof(*s->fe) + bes.n * sizeof(*be));
-	if (!s) {
+	/*
+	 * Two blocks: the service and its frontends; every frontend's backends
+	 * in turn (dropped on their own once the writer holds them: lb_svc_strip).
+	 */
+	s = malloc(sizeof(*s) + spec->n_fe * sizeof(*s->fe));
+	be = bes.n ? malloc(bes.n * sizeof(*be)) : NULL;
+	if (!s || (bes.n && !be)) {
+		free(s);
+		free(be);
 		r = -ENOMEM;
 		goto out;
 	}
 	memset(s, 0, sizeof(*s));
+	s->be_all = be;
 	s->spec = lb_svc_spec_ref((struct lb_svc_spec *)spec);
 	s->ns = spec->ns;
 	s->name = spec->name;
@@ -1076,8 +1096,8 @@ int lb_translate_parsed(const struct lb_svc_spec *spec, const struct lb_slice *c
 	s->warning = spec->warning;
 	s->n_fe = spec->n_fe;
 	s->fe = (struct lb_fe *)(s + 1);
-	be = (struct lb_be *)(s->fe + s->n_fe);
-	memcpy(be, bes.v, bes.n * sizeof(*be));
+	if (bes.n)
+		memcpy(be, bes.v, bes.n * sizeof(*be));
 	for (size_t i = 0; i < s->n_fe; i++) {
 		s->fe[i] = fe[i];
 		s->fe[i].be = be;

@@ -88,6 +88,7 @@ struct lb_svc {
 	char *warning;		    /* a problem with the service that did not stop it, or NULL */
 	size_t n_fe;
 	struct lb_fe *fe;
+	struct lb_be *be_all; /* the block every fe's be points into (NULL: none, or stripped) */
 	/* The strings above (and each fe's port_name) belong to this parsed Service. */
 	struct lb_svc_spec *spec;
 };
@@ -149,6 +150,12 @@ int lb_translate_parsed(const struct lb_svc_spec *spec, const struct lb_slice *c
 int lb_translate(const struct lb_translate_conf *conf, const json_t *svc,
 		 const json_t *const *slices, size_t n_slices, struct lb_svc **ret_svc);
 void lb_svc_free(struct lb_svc *s);
+/*
+ * Drop s's backends (every fe's be NULL, n_be and n_sel 0; frontends and
+ * settings stay): for a translation the map writer has claimed, which
+ * holds the backends from then on.
+ */
+void lb_svc_strip(struct lb_svc *s);
 
 /* "10.0.0.1" / "fd00::1" -> lb_ip; -EINVAL if it is neither. */
 int lb_ip_parse(const char *s, struct lb_ip *ret_ip);

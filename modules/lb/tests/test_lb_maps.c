@@ -709,7 +709,12 @@ static void model_check(struct fx *fx, struct lb_svc *const *cur, const char *wh
 static void test_random_model(void **state)
 {
 	struct fx *fx = *state;
-	struct lb_svc *cur[M_SVCS] = {0};
+	/*
+	 * cur: what each service wants (the check reads it); kept: the same
+	 * without backends, as lb_sync keeps it (lb_svc_strip) and hands it
+	 * back as the old state -- a refused change goes back without it.
+	 */
+	struct lb_svc *cur[M_SVCS] = {0}, *kept[M_SVCS] = {0};
 	char *owner[M_SVCS];
 	int refused = 0, accepted = 0;
 
@@ -722,29 +727,34 @@ static void test_random_model(void **state)
 	for (int round = 0; round < 120; round++) {
 		for (int c = 0; c < 8; c++) {
 			int i = (int)rnd(M_SVCS);
-			struct lb_svc *next = NULL;
+			struct lb_svc *next = NULL, *next_kept = NULL;
 			char *err = NULL;
 			int r;
 
 			if (rnd(5)) {
 				uint64_t mask = 0;
-				int n = (int)rnd(13);
+				int n = (int)rnd(13), vip = (int)rnd(M_VIPS);
 
 				for (int b = 0; b < n; b++)
 					mask |= 1ull << rnd(M_BES);
-				next = model_svc(i, (int)rnd(M_VIPS), mask);
+				next = model_svc(i, vip, mask);
+				next_kept = model_svc(i, vip, mask);
+				lb_svc_strip(next_kept);
 			}
-			r = lb_maps_service_set(fx->m, owner[i], cur[i], next, &err);
+			r = lb_maps_service_set(fx->m, owner[i], kept[i], next, &err);
 			if (r == -ENOSPC || r == -EADDRINUSE) {
 				refused++;
 				free(err);
 				lb_svc_free(next);
+				lb_svc_free(next_kept);
 				continue;
 			}
 			assert_int_equal(r, 0);
 			accepted++;
 			lb_svc_free(cur[i]);
+			lb_svc_free(kept[i]);
 			cur[i] = next;
+			kept[i] = next_kept;
 		}
 		assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
 		model_check(fx, cur, "after a flush");
@@ -770,9 +780,10 @@ static void test_random_model(void **state)
 	for (int i = 0; i < M_SVCS; i++) {
 		char *err = NULL;
 
-		assert_int_equal(lb_maps_service_set(fx->m, owner[i], cur[i], NULL, &err), 0);
+		assert_int_equal(lb_maps_service_set(fx->m, owner[i], kept[i], NULL, &err), 0);
 		lb_svc_free(cur[i]);
-		cur[i] = NULL;
+		lb_svc_free(kept[i]);
+		cur[i] = kept[i] = NULL;
 	}
 	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
 	lb_maps_grace(fx->m);
