@@ -99,11 +99,22 @@ static inline struct lb_node *lb_ht_find(const struct lb_ht *t, const void *key)
 	return lb_ht_find_h(t, key, lb_ht_key_hash(t, key));
 }
 
-/* A lookup of hash h is coming: its bucket, and the first entry there, on the way. */
+/*
+ * A lookup of hash h is coming: its bucket on the way (lb_ht_prefetch), and
+ * later, once the bucket is in, the first entry there (lb_ht_prefetch_entry).
+ */
 static inline void lb_ht_prefetch(const struct lb_ht *t, uint32_t h)
 {
 	if (t->nb)
 		__builtin_prefetch(&t->b[h & (t->nb - 1)]);
+}
+
+static inline void lb_ht_prefetch_entry(const struct lb_ht *t, uint32_t h)
+{
+	const struct lb_node *n = t->nb ? t->b[h & (t->nb - 1)] : NULL;
+
+	if (n)
+		__builtin_prefetch(n);
 }
 
 #ifndef MADV_POPULATE_WRITE

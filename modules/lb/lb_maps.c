@@ -1994,6 +1994,16 @@ uint32_t lb_maps_fe_id(struct lb_maps *m, const struct lb_fe *fe)
 	return e ? e->rev_nat_id : 0;
 }
 
+void lb_maps_prefetch(const struct lb_maps *m, const struct lb_svc *s)
+{
+	for (size_t i = 0; i < s->n_fe && i < 4; i++) {
+		struct l4key k;
+
+		l4key_make(&k, &s->fe[i].ip, s->fe[i].port, s->fe[i].proto);
+		lb_ht_prefetch(&m->fes, lb_ht_key_hash(&m->fes, &k));
+	}
+}
+
 int lb_maps_fe_backends(struct lb_maps *m, const struct lb_fe *fe, struct lb_be **ret_be,
 			size_t *ret_n, size_t *ret_n_sel)
 {

@@ -83,6 +83,9 @@ int lb_maps_adopt(struct lb_maps *m, uint32_t *ret_backends);
 int lb_maps_service_set(struct lb_maps *m, const char *owner, const struct lb_svc *old,
 			const struct lb_svc *new, char **ret_err);
 
+/* A hint: s is about to be set; what its claim looks up first is asked for. */
+void lb_maps_prefetch(const struct lb_maps *m, const struct lb_svc *s);
+
 /* A hint: about n_fe frontends and n_be[0] IPv4, n_be[1] IPv6 backends are about to be claimed. */
 void lb_maps_reserve(struct lb_maps *m, size_t n_fe, const size_t n_be[2]);
 

@@ -318,18 +318,23 @@ static void parse_range(void *arg, size_t from, size_t to)
 	}
 }
 
-/* The buckets the event will look up, asked for ahead (it is parsed). */
-static void ev_prefetch(const struct lb *lb, const struct lb_ev *e)
+/*
+ * What the event will look up, asked for ahead (it is parsed): the buckets
+ * (entry 0), then the entries they point at (entry 1, some events later).
+ */
+static void ev_prefetch(const struct lb *lb, const struct lb_ev *e, int entry)
 {
+	void (*pf)(const struct lb_ht *, uint32_t) = entry ? lb_ht_prefetch_entry : lb_ht_prefetch;
+
 	if (e->flags & EV_DELETED)
 		return;
 	if (e->flags & EV_SLICE) {
 		if (e->cand.sl)
-			lb_ht_prefetch(&lb->slices, e->cand.sl->n.h);
+			pf(&lb->slices, e->cand.sl->n.h);
 		if (e->flags & EV_SVC_KEY)
-			lb_ht_prefetch(&lb->svcs, e->svh);
+			pf(&lb->svcs, e->svh);
 	} else if (e->cand.sv) {
-		lb_ht_prefetch(&lb->svcs, e->cand.sv->n.h);
+		pf(&lb->svcs, e->cand.sv->n.h);
 	}
 }
 
@@ -349,7 +354,9 @@ static void parse_apply(struct lb *lb, struct lb_ev *evs, size_t n)
 		lb_pipe_wait(&p, k, &from, &to);
 		for (size_t i = from; i < to; i++) {
 			if (i + EV_PREFETCH_AHEAD < to)
-				ev_prefetch(lb, &evs[i + EV_PREFETCH_AHEAD]);
+				ev_prefetch(lb, &evs[i + EV_PREFETCH_AHEAD], 0);
+			if (i + EV_PREFETCH_AHEAD / 2 < to)
+				ev_prefetch(lb, &evs[i + EV_PREFETCH_AHEAD / 2], 1);
 			if (evs[i].flags & EV_SLICE)
 				apply_slice(lb, &evs[i]);
 			else
@@ -643,8 +650,9 @@ static void xlate_range(void *arg, size_t from, size_t to)
 
 /*
  * The claims read each translation once, cold (the other thread may have
- * written it): a software pipeline over the next ones -- three services
- * ahead the lb_svc, two ahead its frontends, one ahead their backends --
+ * written it): a software pipeline over the next ones -- four services
+ * ahead the lb_svc, three ahead the writer's buckets for its frontends, two
+ * ahead the frontends, one ahead their backends --
  * so that the misses overlap with the work on this one.
  */
 static void prefetch_lines(const void *p, size_t len, size_t max_lines)
@@ -654,10 +662,13 @@ static void prefetch_lines(const void *p, size_t len, size_t max_lines)
 }
 
 /* out[k + 1 .. n) are translated. */
-static void translations_prefetch(struct lb_svc *const *out, size_t k, size_t n)
+static void translations_prefetch(const struct lb_maps *maps, struct lb_svc *const *out, size_t k,
+				  size_t n)
 {
+	if (k + 4 < n && out[k + 4])
+		__builtin_prefetch(out[k + 4]);
 	if (k + 3 < n && out[k + 3])
-		__builtin_prefetch(out[k + 3]);
+		lb_maps_prefetch(maps, out[k + 3]);
 	if (k + 2 < n && out[k + 2] && out[k + 2]->n_fe)
 		prefetch_lines(out[k + 2]->fe, out[k + 2]->n_fe * sizeof(struct lb_fe), 4);
 	if (k + 1 < n && out[k + 1])
@@ -889,7 +900,7 @@ int lb_sync_flush(struct lb *lb)
 					struct lb_sv *sv = svs[i];
 					struct lb_svc *t = out[i];
 
-					translations_prefetch(out, i, to);
+					translations_prefetch(lb->maps, out, i, to);
 					/*
 					 * sv_settle() keeps t as sv->cur or frees it. (A service
 					 * with a translation has its Service: sv stays.)
