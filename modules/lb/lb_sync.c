@@ -615,7 +615,11 @@ struct xlate {
 	pthread_t self;		 /* the claiming thread */
 	atomic_size_t claimed;	 /* out[0 .. claimed) are claimed: kept (sv->cur) or NULL */
 	size_t stripped;	 /* out[0 .. stripped) are stripped (by the second thread) */
+	size_t prefaulted;	 /* the share of services [0 .. prefaulted) is brought in */
 };
+
+/* The second thread brings in memory this many services ahead of what it translates. */
+#define PREFAULT_AHEAD (4 * TRANSLATE_CHUNK)
 
 /*
  * The backends of kept translations out[x->stripped .. upto) dropped: the
@@ -644,8 +648,18 @@ static void xlate_range(void *arg, size_t from, size_t to)
 		xlate_strip(x, atomic_load_explicit(&x->claimed, memory_order_acquire));
 	for (size_t i = from; i < to; i++)
 		x->r[i] = sv_translate(x->svs[i], &x->out[i]);
-	if (worker)
-		lb_maps_prefault(x->maps, from, to, x->n);
+	if (worker) {
+		/*
+		 * Ahead of what it translated too: the claims reach chunks this
+		 * thread never translates when it falls behind.
+		 */
+		size_t upto = to + PREFAULT_AHEAD < x->n ? to + PREFAULT_AHEAD : x->n;
+
+		if (upto > x->prefaulted) {
+			lb_maps_prefault(x->maps, x->prefaulted, upto, x->n);
+			x->prefaulted = upto;
+		}
+	}
 }
 
 /*
@@ -865,7 +879,7 @@ int lb_sync_flush(struct lb *lb)
 			struct lb_sv **svs = malloc((n_fe ? n_fe : 1) * sizeof(*svs));
 			struct lb_svc **out = calloc(n_fe ? n_fe : 1, sizeof(*out));
 			int *res = calloc(n_fe ? n_fe : 1, sizeof(*res));
-			struct xlate x = {svs, out, res, n_fe, lb->maps, pthread_self(), 0, 0};
+			struct xlate x = {svs, out, res, n_fe, lb->maps, pthread_self(), 0, 0, 0};
 			struct lb_pipe p;
 			size_t k = 0;
 
