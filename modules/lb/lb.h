@@ -77,8 +77,7 @@ struct lb_sv {
 	size_t n_sl, cap_sl;
 	struct lb_svc *cur;	  /* what the maps hold for it (last successful set), or NULL */
 	char *error;		  /* why the last change was refused, or NULL */
-	bool dirty;
-	struct lb_sv *dnext;
+	bool dirty; /* in lb.dirty */
 	struct lb_sv *enext, *eprev; /* in lb.errs while error is set */
 	char key[];
 };
@@ -94,7 +93,15 @@ struct lb {
 	struct lb_ht svcs, slices;
 	struct lb_ev *evs; /* store events not applied yet (lb_sync.c) */
 	size_t n_evs, cap_evs;
-	struct lb_sv *dirty;
+	/*
+	 * The dirty services, in the order they became dirty: an array with room
+	 * for every service there is (grown when one is created), so that
+	 * marking one never fails and a flush takes them without walking a list
+	 * of cold entries. dirty_spare is the other one, swapped in by a flush.
+	 */
+	struct lb_sv **dirty, **dirty_spare;
+	size_t n_dirty, cap_dirty;
+	size_t dirty_be[2]; /* endpoint addresses (IPv4, IPv6) of the slices applied since */
 	bool flush_pending, live;
 	int synced; /* bit 0: Service, bit 1: EndpointSlice */
 	/*

@@ -63,8 +63,36 @@ static void sv_dirty(struct lb *lb, struct lb_sv *sv)
 	if (sv->dirty)
 		return;
 	sv->dirty = true;
-	sv->dnext = lb->dirty;
-	lb->dirty = sv;
+	lb->dirty[lb->n_dirty++] = sv; /* room for every service: sv_insert() */
+}
+
+/* Room in both dirty arrays for one service more than there are. */
+static int dirty_room(struct lb *lb)
+{
+	size_t want = lb->svcs.n + 1, cap;
+	struct lb_sv **a, **b;
+
+	if (want <= lb->cap_dirty)
+		return 0;
+	cap = lb->cap_dirty ? lb->cap_dirty * 2 : 256;
+	while (cap < want)
+		cap *= 2;
+	if (!(a = realloc(lb->dirty, cap * sizeof(*a))))
+		return -ENOMEM;
+	lb->dirty = a;
+	if (!(b = realloc(lb->dirty_spare, cap * sizeof(*b))))
+		return -ENOMEM;
+	lb->dirty_spare = b;
+	lb->cap_dirty = cap;
+	return 0;
+}
+
+/* A new service into the table (its n.h set: hashed or not). */
+static int sv_insert(struct lb *lb, struct lb_sv *sv, bool hashed)
+{
+	if (dirty_room(lb) < 0)
+		return -ENOMEM;
+	return hashed ? lb_ht_insert_h(&lb->svcs, &sv->n) : lb_ht_insert(&lb->svcs, &sv->n);
 }
 
 static struct lb_sv *sv_get(struct lb *lb, const char *key, bool create)
@@ -77,7 +105,7 @@ static struct lb_sv *sv_get(struct lb *lb, const char *key, bool create)
 	if (!sv)
 		return NULL;
 	strcpy(sv->key, key);
-	if (lb_ht_insert(&lb->svcs, &sv->n) < 0) {
+	if (sv_insert(lb, sv, false) < 0) {
 		free(sv);
 		return NULL;
 	}
@@ -390,7 +418,7 @@ static void apply_service(struct lb *lb, struct lb_ev *e)
 	if (cand) {
 		/* Parsed with its key: the entry if there is one, else the candidate. */
 		sv = (struct lb_sv *)lb_ht_find_h(&lb->svcs, cand->key, cand->n.h);
-		if (!sv && lb_ht_insert_h(&lb->svcs, &cand->n) == 0)
+		if (!sv && sv_insert(lb, cand, true) == 0)
 			sv = cand, cand = NULL;
 		free(cand);
 	} else {
@@ -459,6 +487,7 @@ static void apply_slice(struct lb *lb, struct lb_ev *e)
 	lb_slice_free(sl->data);
 	sl->data = data;
 	data = NULL;
+	lb->dirty_be[lb_slice_family(sl->data) == 6] += lb_slice_addrs(sl->data);
 	if (sl->sv != sv) {
 		sl_detach(lb, sl);
 		if (sv && sl_attach(lb, sl, sv) < 0)
@@ -741,7 +770,6 @@ static int sv_settle(struct lb *lb, struct lb_sv *sv, struct lb_svc *next, int r
 	int r;
 
 	sv->dirty = false;
-	sv->dnext = NULL;
 	r = sv_apply(lb, sv, next, rt);
 	if (!sv->spec && !sv->n_sl && !sv->cur) {
 		sv_set_error(lb, sv, NULL);
@@ -861,39 +889,36 @@ int lb_sync_flush(struct lb *lb)
 	t_events = now_us() - t0;
 	for (int pass = 0; pass < 2; pass++) {
 		struct lb_flush_stats fst = {0};
-		struct lb_sv *list = lb->dirty;
+		struct lb_sv **svs = lb->dirty;
+		size_t n_fe = lb->n_dirty, k = n_fe;
 		uint64_t t1 = now_us();
-		size_t n_fe = 0, n_be[2] = {0, 0};
 
-		/* About what the dirty services will claim, so the writer sizes its tables once. */
-		for (struct lb_sv *sv = list; sv; sv = sv->dnext) {
-			n_fe++;
-			for (size_t i = 0; i < sv->n_sl; i++)
-				n_be[lb_slice_family(sv->sl[i]->data) == 6] +=
-					lb_slice_addrs(sv->sl[i]->data);
-		}
-		lb_maps_reserve(lb->maps, n_fe, n_be);
-
-		lb->dirty = NULL;
+		/*
+		 * About what the dirty services will claim (the slices applied since
+		 * the last flush), so the writer sizes its tables once.
+		 */
+		lb_maps_reserve(lb->maps, n_fe, lb->dirty_be);
+		lb->dirty_be[0] = lb->dirty_be[1] = 0;
+		/* Services that become dirty meanwhile (a retry) go to the other array. */
+		lb->dirty = lb->dirty_spare;
+		lb->dirty_spare = svs;
+		lb->n_dirty = 0;
 		{
-			struct lb_sv **svs = malloc((n_fe ? n_fe : 1) * sizeof(*svs));
 			struct lb_svc **out = calloc(n_fe ? n_fe : 1, sizeof(*out));
 			int *res = calloc(n_fe ? n_fe : 1, sizeof(*res));
 			struct xlate x = {svs, out, res, n_fe, lb->maps, pthread_self(), 0, 0, 0};
 			struct lb_pipe p;
-			size_t k = 0;
 
-			if (!svs || !out || !res) {
+			if (!out || !res) {
 				/* No memory for the arrays: each service translated as it is applied. */
-				free(svs);
 				free(out);
 				free(res);
-				for (struct lb_sv *sv = list, *next; sv; sv = next) {
+				for (size_t i = 0; i < k; i++) {
+					struct lb_sv *sv = svs[i];
 					struct lb_svc *nx = NULL;
-					int rt;
+					int rt = sv_translate(sv, &nx);
 
-					next = sv->dnext; /* sv_settle() unlinks sv, or frees it */
-					rt = sv_translate(sv, &nx);
+					/* sv_settle() may free sv: only when it has no translation. */
 					if ((rr = sv_settle(lb, sv, nx, rt)) < 0 && !r)
 						r = rr;
 					if (nx && sv->cur == nx)
@@ -902,8 +927,6 @@ int lb_sync_flush(struct lb *lb)
 				}
 				goto translated;
 			}
-			for (struct lb_sv *sv = list; sv; sv = sv->dnext)
-				svs[k++] = sv;
 			lb_pipe_start(&p, k, TRANSLATE_CHUNK, xlate_range, &x,
 				      k >= TRANSLATE_PARALLEL_MIN);
 			for (size_t c = 0; c < p.n_chunks; c++) {
@@ -929,7 +952,6 @@ int lb_sync_flush(struct lb *lb)
 			}
 			lb_pipe_end(&p);
 			xlate_strip(&x, k); /* what the second thread did not get to */
-			free(svs);
 			free(out);
 			free(res);
 		}
@@ -950,7 +972,7 @@ translated:
 			break;
 		for (struct lb_sv *sv = lb->errs; sv; sv = sv->enext)
 			sv_dirty(lb, sv);
-		if (!lb->dirty)
+		if (!lb->n_dirty)
 			break;
 	}
 	if (r < 0)
@@ -1076,7 +1098,10 @@ void lb_sync_free(struct lb *lb)
 	free(lb->slices.b);
 	memset(&lb->svcs, 0, sizeof(lb->svcs));
 	memset(&lb->slices, 0, sizeof(lb->slices));
-	lb->dirty = NULL;
+	free(lb->dirty);
+	free(lb->dirty_spare);
+	lb->dirty = lb->dirty_spare = NULL;
+	lb->n_dirty = lb->cap_dirty = 0;
 	lb->errs = NULL;
 	lb->n_errors = lb->n_svc_fe = lb->n_fe = 0;
 	lb_maps_free(lb->maps);
