@@ -52,6 +52,16 @@ static inline uint32_t lb_hash_words(const void *p, size_t n)
 		h = (h ^ w) * 0xff51afd7ed558ccdull;
 		h ^= h >> 32;
 	}
+	if (n >= 4) {
+		/* The last word of an address key: one round, not four dependent byte rounds. */
+		uint32_t w4;
+
+		memcpy(&w4, s, 4);
+		h = (h ^ w4) * 0xff51afd7ed558ccdull;
+		h ^= h >> 32;
+		s += 4;
+		n -= 4;
+	}
 	for (; n; s++, n--)
 		h = (h ^ *s) * 0x100000001b3ull;
 	h *= 0xc4ceb9fe1a85ec53ull;
