@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <cmocka.h>
@@ -148,6 +149,17 @@ static void run(struct fx *fx)
 		;
 }
 
+static bool has_string(const json_t *arr, const char *want)
+{
+	size_t i;
+	const json_t *v;
+
+	json_array_foreach(arr, i, v)
+		if (json_is_string(v) && !strcmp(json_string_value(v), want))
+			return true;
+	return false;
+}
+
 static void test_store_to_maps(void **state)
 {
 	struct fx *fx = *state;
@@ -181,6 +193,10 @@ static void test_store_to_maps(void **state)
 		assert_string_equal(json_string_value(json_object_get(it, "service")), "ns/web");
 		assert_string_equal(json_string_value(json_object_get(it, "type")), "ClusterIP");
 		assert_int_equal(json_array_size(json_object_get(it, "backends")), 3);
+		/* From the writer: the kept translation has no backends (lb_svc_strip). */
+		assert_true(has_string(json_object_get(it, "backends"), "10.200.1.2:8080 (active)"));
+		assert_true(has_string(json_object_get(it, "backends"), "10.200.1.3:8080 (active)"));
+		assert_true(has_string(json_object_get(it, "backends"), "10.200.2.2:8080 (active)"));
 	}
 	json_decref(resp);
 	assert_int_equal(axn_testhost_api_call(fx->th, "lb/bpf", NULL, &resp, &err), 0);
