@@ -284,6 +284,13 @@ static int fe_slab_add(struct lb_maps *m, size_t n)
 
 	if (!sl)
 		return -ENOMEM;
+	/* What the current slab has left is not lost: the spare list hands it out. */
+	while (m->slabs && m->slabs->used < m->slabs->cap) {
+		struct fe_ent *e = &m->slabs->e[m->slabs->used++];
+
+		e->dnext = m->fe_spare;
+		m->fe_spare = e;
+	}
 	sl->cap = n;
 	sl->next = m->slabs;
 	m->slabs = sl;
@@ -1107,6 +1114,8 @@ static int fe_claim(struct lb_maps *m, const char *owner, const struct lb_svc *s
 	e = fe_get(m, &k, true);
 	if (!e)
 		return m->full >= 0 ? -ENOSPC : -ENOMEM;
+	/* Dirty before anything can fail: a new entry nobody ends up owning is freed by the flush. */
+	fe_dirty(m, e);
 	f = fam_idx(k.family);
 	if (fe->n_be <= sizeof(e->bes_in) / sizeof(e->bes_in[0])) {
 		if (e->bes != e->bes_in)
@@ -1120,7 +1129,6 @@ static int fe_claim(struct lb_maps *m, const char *owner, const struct lb_svc *s
 	}
 	e->owner = owner;
 	e->n_all = e->n_sel = 0;
-	fe_dirty(m, e);
 	/*
 	 * Backends in groups: hash the group and prefetch its index slots, then
 	 * look each up -- the cache misses of a group overlap instead of

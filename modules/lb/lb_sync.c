@@ -652,10 +652,10 @@ struct xlate {
 
 /*
  * The backends of kept translations out[x->stripped .. upto) dropped: the
- * writer holds them. On the thread that allocated them, so that the next
- * translations reuse the memory (fresh pages are what a sync waits on), and
- * no other thread's allocator is locked meanwhile. This thread does not
- * look at a claimed translation's backends again.
+ * writer holds them. On the second thread, which allocated most of them:
+ * the next translations reuse the memory (fresh pages are what a sync waits
+ * on), and the claiming thread neither waits on that thread's allocator
+ * nor looks at a claimed translation's backends again.
  */
 static void xlate_strip(struct xlate *x, size_t upto)
 {
@@ -721,12 +721,13 @@ static void translations_prefetch(const struct lb_maps *maps, struct lb_svc *con
 }
 
 /* Hand a dirty service's translation (rt: its result) to the map writer. */
-static int sv_apply(struct lb *lb, struct lb_sv *sv, struct lb_svc *next, int rt)
+static int sv_apply(struct lb *lb, struct lb_sv *sv, struct lb_svc *next, int rt, bool *kept)
 {
 	struct axn_mod *self = lb->self;
 	char *err = NULL;
 	int r;
 
+	*kept = false;
 	if (rt < 0)
 		return rt;
 	r = lb_maps_service_set(lb->maps, sv->key, sv->cur, next, &err);
@@ -758,19 +759,22 @@ static int sv_apply(struct lb *lb, struct lb_sv *sv, struct lb_svc *next, int rt
 		axn_warn(self, "service %s: %s", sv->key, next->warning);
 	sv_account(lb, sv, -1);
 	lb_svc_free(sv->cur);
-	/* The writer holds the backends now: what is kept needs only the frontends. */
 	sv->cur = next;
+	*kept = next != NULL;
 	sv_account(lb, sv, +1);
 	return 0;
 }
 
-/* A dirty service is clean again: its translation applied; gone when nothing is left of it. */
-static int sv_settle(struct lb *lb, struct lb_sv *sv, struct lb_svc *next, int rt)
+/*
+ * A dirty service is clean again: its translation applied; gone when nothing
+ * is left of it. *kept: next is sv->cur now (else it was freed, or NULL).
+ */
+static int sv_settle(struct lb *lb, struct lb_sv *sv, struct lb_svc *next, int rt, bool *kept)
 {
 	int r;
 
 	sv->dirty = false;
-	r = sv_apply(lb, sv, next, rt);
+	r = sv_apply(lb, sv, next, rt, kept);
 	if (!sv->spec && !sv->n_sl && !sv->cur) {
 		sv_set_error(lb, sv, NULL);
 		lb_ht_remove(&lb->svcs, &sv->n);
@@ -917,11 +921,12 @@ int lb_sync_flush(struct lb *lb)
 					struct lb_sv *sv = svs[i];
 					struct lb_svc *nx = NULL;
 					int rt = sv_translate(sv, &nx);
+					bool kept;
 
-					/* sv_settle() may free sv: only when it has no translation. */
-					if ((rr = sv_settle(lb, sv, nx, rt)) < 0 && !r)
+					/* sv_settle() may free sv, and nx. */
+					if ((rr = sv_settle(lb, sv, nx, rt, &kept)) < 0 && !r)
 						r = rr;
-					if (nx && sv->cur == nx)
+					if (kept)
 						lb_svc_strip(nx);
 					n++;
 				}
@@ -934,17 +939,13 @@ int lb_sync_flush(struct lb *lb)
 
 				lb_pipe_wait(&p, c, &from, &to);
 				for (size_t i = from; i < to; i++) {
-					struct lb_sv *sv = svs[i];
-					struct lb_svc *t = out[i];
+					bool kept;
 
 					translations_prefetch(lb->maps, out, i, to);
-					/*
-					 * sv_settle() keeps t as sv->cur or frees it. (A service
-					 * with a translation has its Service: sv stays.)
-					 */
-					if ((rr = sv_settle(lb, sv, t, res[i])) < 0 && !r)
+					/* sv_settle() keeps out[i] as sv->cur, or frees it (and maybe sv). */
+					if ((rr = sv_settle(lb, svs[i], out[i], res[i], &kept)) < 0 && !r)
 						r = rr;
-					if (t && sv->cur != t)
+					if (!kept)
 						out[i] = NULL;
 					n++;
 				}

@@ -566,9 +566,15 @@ static uint32_t rnd(uint32_t n)
 #define M_VIPS 64 /* frontends collide now and then */
 #define M_BES 40  /* backends shared between services */
 
-/* Service i on VIP vip with the backends of mask (a subset of the pool). */
+/*
+ * Service i on VIP vip with the backends of mask (a subset of the pool), and
+ * most of them on a second VIP too (an externalIP: frontends that a change
+ * keeps, adds or drops, and that other services collide with).
+ */
 static struct lb_svc *model_svc(int i, int vip, uint64_t mask)
 {
+	int vip2 = (vip * 7 + i + (int)(mask % 3)) % M_VIPS;
+	char extra[96], ip2[32];
 	struct lb_translate_conf conf = {.default_algorithm = LB_ALG_RANDOM};
 	char name[16], ip[32];
 	json_t *s, *sl, *eps = json_array();
@@ -586,13 +592,16 @@ static struct lb_svc *model_svc(int i, int vip, uint64_t mask)
 			snprintf(a, sizeof(a), v6 ? "fd00:2::%x" : "10.2.0.%d", b + 1);
 			json_array_append_new(eps, json_pack("{s:[s]}", "addresses", a));
 		}
-	s = lbt_service("ns", name, ip, 80, "TCP", NULL);
+	snprintf(ip2, sizeof(ip2), v6 ? "fd00:97::%x" : "10.97.0.%d", vip2 + 1);
+	snprintf(extra, sizeof(extra), "{\"externalIPs\": [\"%s\"]}", ip2);
+	s = lbt_service("ns", name, ip, 80, "TCP", vip2 != vip ? extra : NULL);
 	sl = json_pack("{s:{s:s, s:s, s:{s:s}}, s:s, s:[{s:s, s:i, s:s}], s:o}", "metadata",
 		       "name", name, "namespace", "ns", "labels", "kubernetes.io/service-name", name,
 		       "addressType", v6 ? "IPv6" : "IPv4", "ports", "name", "p", "port", 8080,
 		       "protocol", "TCP", "endpoints", eps);
 	sls[0] = sl;
 	assert_int_equal(lb_translate(&conf, s, sls, 1, &out), 0);
+	assert_int_equal(out->n_fe, vip2 != vip ? 2 : 1);
 	json_decref(s);
 	json_decref(sl);
 	return out;
