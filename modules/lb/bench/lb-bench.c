@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -65,6 +66,27 @@ static long rss_kb(void)
 	if (f)
 		fclose(f);
 	return kb;
+}
+
+/*
+ * Time the host ran something else on this VM's CPUs (all of them, ms):
+ * two threads do most of a large sync, and a stolen CPU slows it by as
+ * much. /proc/stat counts in 10 ms ticks.
+ */
+static double steal_ms(void)
+{
+	char line[512];
+	unsigned long long v[8] = {0};
+	FILE *f = fopen("/proc/stat", "r");
+	double ms = 0;
+
+	if (f && fgets(line, sizeof(line), f) &&
+	    sscanf(line, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+		   &v[4], &v[5], &v[6], &v[7]) == 8)
+		ms = (double)v[7] * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+	if (f)
+		fclose(f);
+	return ms;
 }
 
 static void ip4(char *buf, size_t len, uint32_t base, uint32_t i)
@@ -180,7 +202,7 @@ static int bench_program(uint32_t n, uint32_t nb, const char *mode)
 	bool replay = !strcmp(mode, "replay");
 	long rss1, rss2;
 	size_t heap1, heap2;
-	double t_put0, t_put1, t_start0, t0, t1, rd, tr, wr, upd50 = 0, upd99 = 0;
+	double t_put0, t_put1, t_start0, t0, t1, rd, tr, wr, upd50 = 0, upd99 = 0, st0, st1;
 
 	if (!replay && strcmp(mode, "incremental")) {
 		fprintf(stderr, "lb-bench: mode is replay or incremental\n");
@@ -221,6 +243,7 @@ static int bench_program(uint32_t n, uint32_t nb, const char *mode)
 		rss1 = rss_kb();
 		heap1 = mallinfo2().uordblks;
 		perf_ctl("enable\n");
+		st0 = steal_ms();
 		/* start: adopt the (empty) maps, watch: the store queues its replay. */
 		t_start0 = now_ms();
 		if (axn_testhost_start(th) < 0)
@@ -236,10 +259,12 @@ static int bench_program(uint32_t n, uint32_t nb, const char *mode)
 		rss1 = rss_kb();
 		heap1 = mallinfo2().uordblks;
 		perf_ctl("enable\n");
+		st0 = steal_ms();
 		t_start0 = t0 = now_ms();
 	}
 	r = drain(th);
 	t1 = now_ms();
+	st1 = steal_ms();
 	perf_ctl("disable\n");
 	if (r < 0)
 		return 1;
@@ -274,10 +299,10 @@ static int bench_program(uint32_t n, uint32_t nb, const char *mode)
 	printf("program mode=%s services=%u backends_per_service=%u ms=%.1f read_ms=%.1f "
 	       "translate_ms=%.1f write_ms=%.1f start_ms=%.1f store_put_ms=%.1f entries_svc=%u "
 	       "entries_be=%u maps=%s rss_module_kb=%ld heap_module_kb=%ld update_p50_us=%.0f "
-	       "update_p99_us=%.0f\n",
+	       "update_p99_us=%.0f steal_ms=%.0f\n",
 	       mode, n, nb, t1 - t0, rd, tr, wr, t0 - t_start0, t_put1 - t_put0, got_svc, got_be,
 	       got_svc == want_svc && got_be == want_be ? "ok" : "INCOMPLETE", rss2 - rss1,
-	       ((long)heap2 - (long)heap1) / 1024, upd50, upd99);
+	       ((long)heap2 - (long)heap1) / 1024, upd50, upd99, st1 - st0);
 	axn_testhost_free(th);
 	lbt_maps_close(fd);
 	return got_svc == want_svc && got_be == want_be ? 0 : 1;
@@ -463,12 +488,76 @@ static int bench_connect(uint32_t n, const char *cg)
 	return 0;
 }
 
+/*
+ * How fast this machine is right now, printed next to the numbers: on a
+ * shared VM both the CPU and the cost of a fresh page (memory the host backs
+ * lazily) change from minute to minute, and a sync of a million backends
+ * is CPU-bound with ~100 MB of fresh memory and cache misses on cold
+ * documents. loop_ms: a fixed dependent integer workload; page_us: the first
+ * write to each page of 64 MB of fresh anonymous memory; miss_ns: a load
+ * that depends on the previous one, at random over 128 MB.
+ */
+static int bench_calibrate(void)
+{
+	const size_t len = 64u << 20, n_idx = 32u << 20;
+	volatile uint64_t sink;
+	uint64_t x = 88172645463325252ull;
+	double t0, loop_ms, page_us, miss_ns;
+	uint32_t *idx, at = 0;
+	char *p;
+
+	t0 = now_ms();
+	for (int i = 0; i < 50000000; i++) {
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+	}
+	sink = x;
+	(void)sink;
+	loop_ms = now_ms() - t0;
+	p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return 1;
+	t0 = now_ms();
+	for (size_t off = 0; off < len; off += 4096)
+		p[off] = 1;
+	page_us = (now_ms() - t0) * 1000.0 / (double)(len / 4096);
+	munmap(p, len);
+	/* One random cycle through all indexes (Sattolo), then 5M dependent loads along it. */
+	if (!(idx = malloc(n_idx * sizeof(*idx))))
+		return 1;
+	for (uint32_t i = 0; i < n_idx; i++)
+		idx[i] = i;
+	for (uint32_t i = (uint32_t)n_idx - 1; i > 0; i--) {
+		uint32_t j, t;
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		j = (uint32_t)(x % i);
+		t = idx[i];
+		idx[i] = idx[j];
+		idx[j] = t;
+	}
+	t0 = now_ms();
+	for (int i = 0; i < 5000000; i++)
+		at = idx[at];
+	miss_ns = (now_ms() - t0) * 1e6 / 5000000.0;
+	sink = at;
+	(void)sink;
+	free(idx);
+	printf("calibrate loop_ms=%.1f page_us=%.2f miss_ns=%.1f\n", loop_ms, page_us, miss_ns);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IONBF, 0);
 	if ((argc == 4 || argc == 5) && !strcmp(argv[1], "program"))
 		return bench_program((uint32_t)atoi(argv[2]), (uint32_t)atoi(argv[3]),
 				     argc == 5 ? argv[4] : "replay");
+	if (argc == 2 && !strcmp(argv[1], "calibrate"))
+		return bench_calibrate();
 	if (argc == 3 && !strcmp(argv[1], "docmem"))
 		return bench_docmem(argv[2]);
 	if (argc == 4 && !strcmp(argv[1], "connect"))
@@ -484,6 +573,6 @@ int main(int argc, char **argv)
 		printf("connect-raw %s p50_us=%.1f p99_us=%.1f\n", argv[2], p50, p99);
 		return 0;
 	}
-	fprintf(stderr, "usage: lb-bench program N B [replay|incremental] | docmem DIR | connect N CGROUP | connect-raw IP DPORT LPORT COUNT\n");
+	fprintf(stderr, "usage: lb-bench program N B [replay|incremental] | calibrate | docmem DIR | connect N CGROUP | connect-raw IP DPORT LPORT COUNT\n");
 	return 2;
 }

@@ -46,9 +46,12 @@ target_ms() { [ "$1" -ge 100000 ] && echo 400 || echo 40; }
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "-" }'; }
 field() { sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p"; }
 
+# The machine's speed now (a shared VM's CPU and fresh-page cost vary by minute).
+calibrate() { "$BENCH" calibrate 2>/dev/null | sed 's/^calibrate /    machine now: /'; }
 echo "lb: programming N services from the store into the BPF maps (first store event -> maps hold all)"
+calibrate
 echo "    testhost store + the module's code + real maps; median of $RUNS runs ($RUNS_100K at 100k)"
-printf '%9s %8s  %-11s %9s %9s %9s %9s   %-14s %-5s %s\n' services backends mode ms read translate write target maps "1 update p50/p99 µs"
+printf '%9s %8s  %-11s %9s %9s %9s %9s   %-14s %-5s %-20s %s\n' services backends mode ms read translate write target maps "1 update p50/p99 µs" "steal ms"
 rc=0
 for n in $SIZES; do
 	runs=$RUNS
@@ -67,19 +70,24 @@ for n in $SIZES; do
 			fi
 			ms=$(field ms <<<"$out" | median)
 			t=$(target_ms "$n")
-			printf '%9s %8s  %-11s %9s %9s %9s %9s   < %3s ms %-5s %-5s %s\n' "$n" "$b" "$mode" "$ms" \
+			printf '%9s %8s  %-11s %9s %9s %9s %9s   < %3s ms %-5s %-5s %-20s %s\n' "$n" "$b" "$mode" "$ms" \
 				"$(field read_ms <<<"$out" | median)" "$(field translate_ms <<<"$out" | median)" \
 				"$(field write_ms <<<"$out" | median)" "$t" \
 				"$(awk -v v="$ms" -v t="$t" 'BEGIN { print (v + 0 < t + 0) ? "ok" : "OVER" }')" \
 				"$(field maps <<<"$out" | sort -u | tr -d '\n')" \
-				"$(field update_p50_us <<<"$out" | median)/$(field update_p99_us <<<"$out" | median)"
+				"$(field update_p50_us <<<"$out" | median)/$(field update_p99_us <<<"$out" | median)" \
+				"$(field steal_ms <<<"$out" | median)"
 		done
 	done
 done
-echo "    (ms: deliveries + read + translate + write; read = parsing the documents (2 threads"
-echo "     from 2048 events) and applying them; translate: 2 threads from 1024 services, then the"
-echo "     claims; write = the array stores and the masters' syscalls (2 threads from 8192);"
-echo "     1 update: then 200 times one service's slice changes, delivered and flushed alone)"
+calibrate
+echo "    (ms: deliveries + read + translate + write; read = parsing the documents and applying"
+echo "     them (a second thread parses from 2048 events); translate: translation on a second"
+echo "     thread from 1024 services while this one claims; write = the array stores and the"
+echo "     masters' syscalls (2 threads from 8192); 1 update: then 200 times one service's"
+echo "     slice changes, delivered and flushed alone; machine now: before and after the table,"
+echo "     a fixed CPU loop, the cost of a fresh page and of a cache miss -- on a shared VM"
+echo "     they vary by minute; steal ms: CPU time the host took from this VM during the run)"
 echo
 echo "kube-proxy baseline in the same run: the same services as iptables-restore input"
 echo "(KUBE-SERVICES -> KUBE-SVC -> KUBE-SEP DNAT), restored into an empty netns"
