@@ -49,8 +49,8 @@ struct lb_pipe {
 	size_t n, chunk, n_chunks;
 	void (*produce)(void *arg, size_t from, size_t to);
 	void *arg;
-	atomic_size_t next;  /* the next chunk to claim */
-	atomic_uchar *done;  /* per chunk: produced; NULL: this thread does all, in order */
+	atomic_size_t next; /* the next chunk to claim */
+	atomic_uchar *done; /* per chunk: produced; NULL: this thread does all, in order */
 	pthread_t t;
 	bool spawned;
 };
