@@ -4,7 +4,9 @@
  * struct lb_node first; the key is ksz bytes at koff, (ksz == 0) a
  * NUL-terminated string whose pointer is stored at koff, or (ksz ==
  * LB_HT_STR) a NUL-terminated string stored at koff itself (a flexible
- * array member: one allocation, one cache miss less per lookup).
+ * array member: one allocation, one cache miss less per lookup). Also the
+ * page helpers its buckets need (lb_populate*), which the map writer uses
+ * for its own large tables.
  */
 #ifndef LB_HT_H
 #define LB_HT_H
