@@ -51,7 +51,7 @@ calibrate() { "$BENCH" calibrate 2>/dev/null | sed 's/^calibrate /    machine no
 echo "lb: programming N services from the store into the BPF maps (first store event -> maps hold all)"
 calibrate
 echo "    testhost store + the module's code + real maps; median of $RUNS runs ($RUNS_100K at 100k)"
-printf '%9s %8s  %-11s %9s %9s %9s %9s   %-14s %-5s %-20s %s\n' services backends mode ms read translate write target maps "1 update p50/p99 µs" "steal ms"
+printf '%9s %8s  %-11s %9s %9s %9s %9s   %-14s %-5s %-20s %-8s %-7s %s\n' services backends mode ms read translate write target maps "1 update p50/p99 µs" "steal ms" "CPU ms" "faults"
 rc=0
 for n in $SIZES; do
 	runs=$RUNS
@@ -70,13 +70,14 @@ for n in $SIZES; do
 			fi
 			ms=$(field ms <<<"$out" | median)
 			t=$(target_ms "$n")
-			printf '%9s %8s  %-11s %9s %9s %9s %9s   < %3s ms %-5s %-5s %-20s %s\n' "$n" "$b" "$mode" "$ms" \
+			printf '%9s %8s  %-11s %9s %9s %9s %9s   < %3s ms %-5s %-5s %-20s %-8s %-7s %s\n' "$n" "$b" "$mode" "$ms" \
 				"$(field read_ms <<<"$out" | median)" "$(field translate_ms <<<"$out" | median)" \
 				"$(field write_ms <<<"$out" | median)" "$t" \
 				"$(awk -v v="$ms" -v t="$t" 'BEGIN { print (v + 0 < t + 0) ? "ok" : "OVER" }')" \
 				"$(field maps <<<"$out" | sort -u | tr -d '\n')" \
 				"$(field update_p50_us <<<"$out" | median)/$(field update_p99_us <<<"$out" | median)" \
-				"$(field steal_ms <<<"$out" | median)"
+				"$(field steal_ms <<<"$out" | median)" "$(field cpu_ms <<<"$out" | median)" \
+				"$(field faults <<<"$out" | median)"
 		done
 	done
 done
@@ -87,7 +88,9 @@ echo "     thread from 1024 services while this one claims; write = the array st
 echo "     masters' syscalls (2 threads from 8192); 1 update: then 200 times one service's"
 echo "     slice changes, delivered and flushed alone; machine now: before and after the table,"
 echo "     a fixed CPU loop, the cost of a fresh page and of a cache miss -- on a shared VM"
-echo "     they vary by minute; steal ms: CPU time the host took from this VM during the run)"
+echo "     they vary by minute; steal ms: CPU time the host took from this VM during the run;"
+echo "     CPU ms: of all threads, faults: minor page faults, both in the timed part: the"
+echo "     fresh pages a sync touches are the part of its time that varies most here)"
 echo
 echo "kube-proxy baseline in the same run: the same services as iptables-restore input"
 echo "(KUBE-SERVICES -> KUBE-SVC -> KUBE-SEP DNAT), restored into an empty netns"
