@@ -75,7 +75,12 @@ struct lb_sv {
 	struct lb_sl **sl;	  /* its slices: sl_in while there is one (most services) */
 	struct lb_sl *sl_in[1];
 	size_t n_sl, cap_sl;
-	struct lb_svc *cur;	  /* what the maps hold for it (last successful set), or NULL */
+	/*
+	 * The Service the maps hold a translation of (the last successful set;
+	 * a reference), or NULL: lb_svc_view() of it is that translation less
+	 * its backends, which the writer holds.
+	 */
+	struct lb_svc_spec *cur;
 	char *error;		  /* why the last change was refused, or NULL */
 	bool dirty; /* in lb.dirty */
 	struct lb_sv *enext, *eprev; /* in lb.errs while error is set */

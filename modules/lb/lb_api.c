@@ -35,10 +35,10 @@ static json_t *be_json(const char *a, const char *b)
 	return j;
 }
 
-static int add_fe(struct lb *lb, struct lb_sv *sv, const struct lb_fe *fe, json_t *items)
+static int add_fe(struct lb *lb, struct lb_sv *sv, const struct lb_svc *s, const struct lb_fe *fe,
+		  json_t *items)
 {
 	char a[LB_ADDR_STRLEN], b[LB_ADDR_STRLEN];
-	const struct lb_svc *s = sv->cur;
 	json_t *bes = json_array(), *it;
 	struct lb_be *v = NULL;
 	size_t n = 0, n_sel = 0;
@@ -46,7 +46,7 @@ static int add_fe(struct lb *lb, struct lb_sv *sv, const struct lb_fe *fe, json_
 
 	if (!bes)
 		return -ENOMEM;
-	/* The writer holds the backends (the kept translation has none: lb_svc_strip). */
+	/* The writer holds the backends (what the node keeps has none: lb_svc_view). */
 	r = lb_maps_fe_backends(lb->maps, fe, &v, &n, &n_sel);
 	if (r == -ENOMEM) {
 		json_decref(bes);
@@ -93,21 +93,23 @@ static int api_services(struct axn_mod *self, const json_t *req, json_t **ret_re
 		return -ENOMEM;
 	lb_ht_foreach(&lb->svcs, nd, nx) {
 		struct lb_sv *sv = (struct lb_sv *)nd;
+		struct lb_svc v = {0};
 
 		(void)nx;
 		if (sv->cur)
-			for (size_t i = 0; i < sv->cur->n_fe && !r; i++)
-				r = add_fe(lb, sv, &sv->cur->fe[i], items);
+			lb_svc_view(sv->cur, &v);
+		for (size_t i = 0; i < v.n_fe && !r; i++)
+			r = add_fe(lb, sv, &v, &v.fe[i], items);
 		/* Refused before it ever got in: still listed, with why. */
-		if (!r && sv->error && (!sv->cur || !sv->cur->n_fe))
+		if (!r && sv->error && !v.n_fe)
 			r = json_array_append_new(items, json_pack("{s:s, s:s, s:s}", "frontend", "-",
 								  "service", sv->key, "error", sv->error))
 				    ? -ENOMEM
 				    : 0;
-		if (!r && all && sv->cur && sv->cur->skipped)
+		if (!r && all && v.skipped)
 			r = json_array_append_new(items, json_pack("{s:s, s:s, s:s}", "frontend", "-",
 								  "service", sv->key, "skipped",
-								  sv->cur->skipped))
+								  v.skipped))
 				    ? -ENOMEM
 				    : 0;
 		if (r)

@@ -1258,7 +1258,7 @@ void lb_maps_prefault(struct lb_maps *m, size_t from, size_t to, size_t n)
  * What a claimed frontend held before a service's change: its backend ids
  * (a copy, allocated before anything changes, so that going back needs no
  * allocation) and settings. The previous translation is not needed for
- * that: the caller may keep it without its backends (lb_svc_strip()).
+ * that: the caller may hand it back without its backends (lb_svc_view()).
  */
 struct fe_snap {
 	struct fe_ent *e;

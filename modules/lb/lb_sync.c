@@ -115,7 +115,7 @@ static void sv_free(struct lb *lb, struct lb_sv *sv)
 {
 	(void)lb;
 	lb_svc_spec_unref(sv->spec);
-	lb_svc_free(sv->cur);
+	lb_svc_spec_unref(sv->cur);
 	free(sv->error);
 	if (sv->sl != sv->sl_in)
 		free(sv->sl);
@@ -374,7 +374,7 @@ static void parse_apply(struct lb *lb, struct lb_ev *evs, size_t n)
 	struct parse_ctx c = {.conf = &lb->tconf, .svcs = &lb->svcs, .slices = &lb->slices, .evs = evs};
 	struct lb_pipe p;
 
-	lb_pipe_start(&p, n, PARSE_CHUNK, parse_range, &c, n >= PARSE_PARALLEL_MIN);
+	lb_pipe_start(&p, n, PARSE_CHUNK, parse_range, &c, n >= PARSE_PARALLEL_MIN, 0);
 	for (size_t k = 0; k < p.n_chunks; k++) {
 		size_t from, to;
 
@@ -569,7 +569,13 @@ static void set_health(struct lb *lb)
 /* What a service adds to the counts (sign +1) or takes away (-1). */
 static void sv_account(struct lb *lb, struct lb_sv *sv, int sign)
 {
-	size_t nfe = sv->cur ? sv->cur->n_fe : 0;
+	struct lb_svc v;
+	size_t nfe = 0;
+
+	if (sv->cur) {
+		lb_svc_view(sv->cur, &v);
+		nfe = v.n_fe;
+	}
 
 	if (nfe) {
 		lb->n_svc_fe += sign > 0 ? 1 : (size_t)-1;
@@ -633,6 +639,12 @@ static int sv_translate(const struct lb_sv *sv, struct lb_svc **ret_next)
  */
 #define TRANSLATE_PARALLEL_MIN 1024
 #define TRANSLATE_CHUNK 128
+/*
+ * Chunks the second thread translates ahead of the claims, at most: each
+ * translation is freed once claimed, so that the next ones reuse its memory
+ * (left unbounded, translation being quicker, all of them would be live).
+ */
+#define TRANSLATE_WINDOW 8
 
 struct xlate {
 	struct lb_sv **svs;
@@ -641,8 +653,8 @@ struct xlate {
 	size_t n;
 	struct lb_maps *maps;
 	pthread_t self;		 /* the claiming thread */
-	atomic_size_t claimed;	 /* out[0 .. claimed) are claimed: kept (sv->cur) or NULL */
-	size_t stripped;	 /* out[0 .. stripped) are stripped (by the second thread) */
+	atomic_size_t claimed;	 /* out[0 .. claimed) are claimed: to be freed, or NULL */
+	size_t dropped;		 /* out[0 .. dropped) are freed (by the second thread) */
 	size_t prefaulted;	 /* the share of services [0 .. prefaulted) is brought in */
 };
 
@@ -650,16 +662,16 @@ struct xlate {
 #define PREFAULT_AHEAD (4 * TRANSLATE_CHUNK)
 
 /*
- * The backends of kept translations out[x->stripped .. upto) dropped: the
- * writer holds them. On the second thread, which allocated most of them:
- * the next translations reuse the memory (fresh pages are what a sync waits
- * on), and the claiming thread neither waits on that thread's allocator
- * nor looks at a claimed translation's backends again.
+ * Claimed translations out[x->dropped .. upto) freed: the writer holds
+ * their backends and the service its Service (sv->cur), which is all the
+ * rest. On the second thread, which allocated most of them: the next
+ * translations reuse the memory (fresh pages are what a sync waits on),
+ * and the claiming thread does not wait on that thread's allocator.
  */
-static void xlate_strip(struct xlate *x, size_t upto)
+static void xlate_drop(struct xlate *x, size_t upto)
 {
-	for (; x->stripped < upto; x->stripped++)
-		lb_svc_strip(x->out[x->stripped]);
+	for (; x->dropped < upto; x->dropped++)
+		lb_svc_free(x->out[x->dropped]);
 }
 
 /*
@@ -673,7 +685,7 @@ static void xlate_range(void *arg, size_t from, size_t to)
 	bool worker = !pthread_equal(pthread_self(), x->self);
 
 	if (worker)
-		xlate_strip(x, atomic_load_explicit(&x->claimed, memory_order_acquire));
+		xlate_drop(x, atomic_load_explicit(&x->claimed, memory_order_acquire));
 	for (size_t i = from; i < to; i++)
 		x->r[i] = sv_translate(x->svs[i], &x->out[i]);
 	if (worker) {
@@ -719,17 +731,26 @@ static void translations_prefetch(const struct lb_maps *maps, struct lb_svc *con
 				       out[k + 1]->fe[i].n_be * sizeof(struct lb_be), 8);
 }
 
-/* Hand a dirty service's translation (rt: its result) to the map writer. */
-static int sv_apply(struct lb *lb, struct lb_sv *sv, struct lb_svc *next, int rt, bool *kept)
+/*
+ * Hand a dirty service's translation (rt: its result) to the map writer.
+ * *held: the writer took next, which the caller frees (else it was freed,
+ * or NULL).
+ */
+static int sv_apply(struct lb *lb, struct lb_sv *sv, struct lb_svc *next, int rt, bool *held)
 {
 	struct axn_mod *self = lb->self;
+	struct lb_svc oldv, *old = NULL;
 	char *err = NULL;
 	int r;
 
-	*kept = false;
+	*held = false;
 	if (rt < 0)
 		return rt;
-	r = lb_maps_service_set(lb->maps, sv->key, sv->cur, next, &err);
+	if (sv->cur) {
+		lb_svc_view(sv->cur, &oldv);
+		old = &oldv;
+	}
+	r = lb_maps_service_set(lb->maps, sv->key, old, next, &err);
 	if (r < 0) {
 		/*
 		 * Logged once per distinct reason; the old state stays in the maps.
@@ -753,27 +774,27 @@ static int sv_apply(struct lb *lb, struct lb_sv *sv, struct lb_svc *next, int rt
 	if (sv->error)
 		axn_info(self, "service %s: programmed now", sv->key);
 	sv_set_error(lb, sv, NULL);
-	if (next && next->warning && (!sv->cur || !sv->cur->warning ||
-				      strcmp(sv->cur->warning, next->warning)))
+	if (next && next->warning &&
+	    (!old || !old->warning || strcmp(old->warning, next->warning)))
 		axn_warn(self, "service %s: %s", sv->key, next->warning);
 	sv_account(lb, sv, -1);
-	lb_svc_free(sv->cur);
-	sv->cur = next;
-	*kept = next != NULL;
+	lb_svc_spec_unref(sv->cur);
+	sv->cur = next ? lb_svc_spec_ref(next->spec) : NULL;
+	*held = next != NULL;
 	sv_account(lb, sv, +1);
 	return 0;
 }
 
 /*
  * A dirty service is clean again: its translation applied; gone when nothing
- * is left of it. *kept: next is sv->cur now (else it was freed, or NULL).
+ * is left of it. *held: as sv_apply().
  */
-static int sv_settle(struct lb *lb, struct lb_sv *sv, struct lb_svc *next, int rt, bool *kept)
+static int sv_settle(struct lb *lb, struct lb_sv *sv, struct lb_svc *next, int rt, bool *held)
 {
 	int r;
 
 	sv->dirty = false;
-	r = sv_apply(lb, sv, next, rt, kept);
+	r = sv_apply(lb, sv, next, rt, held);
 	if (!sv->spec && !sv->n_sl && !sv->cur) {
 		sv_set_error(lb, sv, NULL);
 		lb_ht_remove(&lb->svcs, &sv->n);
@@ -920,38 +941,38 @@ int lb_sync_flush(struct lb *lb)
 					struct lb_sv *sv = svs[i];
 					struct lb_svc *nx = NULL;
 					int rt = sv_translate(sv, &nx);
-					bool kept;
+					bool held;
 
 					/* sv_settle() may free sv, and nx. */
-					if ((rr = sv_settle(lb, sv, nx, rt, &kept)) < 0 && !r)
+					if ((rr = sv_settle(lb, sv, nx, rt, &held)) < 0 && !r)
 						r = rr;
-					if (kept)
-						lb_svc_strip(nx);
+					if (held)
+						lb_svc_free(nx);
 					n++;
 				}
 				goto translated;
 			}
 			lb_pipe_start(&p, k, TRANSLATE_CHUNK, xlate_range, &x,
-				      k >= TRANSLATE_PARALLEL_MIN);
+				      k >= TRANSLATE_PARALLEL_MIN, TRANSLATE_WINDOW);
 			for (size_t c = 0; c < p.n_chunks; c++) {
 				size_t from, to;
 
 				lb_pipe_wait(&p, c, &from, &to);
 				for (size_t i = from; i < to; i++) {
-					bool kept;
+					bool held;
 
 					translations_prefetch(lb->maps, out, i, to);
-					/* sv_settle() keeps out[i] as sv->cur, or frees it (and maybe sv). */
-					if ((rr = sv_settle(lb, svs[i], out[i], res[i], &kept)) < 0 && !r)
+					/* sv_settle() leaves out[i] to xlate_drop(), or frees it (and maybe sv). */
+					if ((rr = sv_settle(lb, svs[i], out[i], res[i], &held)) < 0 && !r)
 						r = rr;
-					if (!kept)
+					if (!held)
 						out[i] = NULL;
 					n++;
 				}
 				atomic_store_explicit(&x.claimed, to, memory_order_release);
 			}
 			lb_pipe_end(&p);
-			xlate_strip(&x, k); /* what the second thread did not get to */
+			xlate_drop(&x, k); /* what the second thread did not get to */
 			free(out);
 			free(res);
 		}

@@ -37,8 +37,12 @@ static inline bool lb_thread_spawn(pthread_t *t, void *(*fn)(void *), void *arg)
  * While the chunk it needs next is not ready, it produces the next
  * unclaimed one itself, so it never waits on work nobody does. produce()
  * must touch only its own items (and what nothing changes meanwhile).
+ * window (0: none): the second thread stays at most that many chunks ahead
+ * of the one this thread consumes -- for output that is dropped once
+ * consumed, so that its memory is reused instead of every item's being
+ * live at once.
  *
- *   lb_pipe_start(&p, n, chunk, produce, arg, parallel);
+ *   lb_pipe_start(&p, n, chunk, produce, arg, parallel, window);
  *   for (size_t k = 0; k < p.n_chunks; k++) {
  *           lb_pipe_wait(&p, k, &from, &to);   -> items [from, to) are produced
  *           ... consume them ...
@@ -49,7 +53,9 @@ struct lb_pipe {
 	size_t n, chunk, n_chunks;
 	void (*produce)(void *arg, size_t from, size_t to);
 	void *arg;
-	atomic_size_t next; /* the next chunk to claim */
+	atomic_size_t next;	/* the next chunk to claim */
+	atomic_size_t consumed; /* the chunk this thread consumes now */
+	size_t window;
 	atomic_uchar *done; /* per chunk: produced; NULL: this thread does all, in order */
 	pthread_t t;
 	bool spawned;
@@ -76,19 +82,34 @@ static inline bool lb_pipe_one(struct lb_pipe *p)
 
 static inline void *lb_pipe_worker(void *arg)
 {
-	while (lb_pipe_one(arg))
-		;
+	struct lb_pipe *p = arg;
+
+	for (;;) {
+		size_t k = atomic_load_explicit(&p->next, memory_order_relaxed);
+
+		if (k >= p->n_chunks)
+			break;
+		if (p->window &&
+		    k >= atomic_load_explicit(&p->consumed, memory_order_relaxed) + p->window) {
+			sched_yield(); /* far enough ahead */
+			continue;
+		}
+		if (!lb_pipe_one(p))
+			break;
+	}
 	return NULL;
 }
 
 /* parallel: start the second thread (when it cannot start, this one does everything). */
 static inline void lb_pipe_start(struct lb_pipe *p, size_t n, size_t chunk,
 				 void (*produce)(void *arg, size_t from, size_t to), void *arg,
-				 bool parallel)
+				 bool parallel, size_t window)
 {
-	*p = (struct lb_pipe){.n = n, .chunk = chunk, .produce = produce, .arg = arg};
+	*p = (struct lb_pipe){
+		.n = n, .chunk = chunk, .produce = produce, .arg = arg, .window = window};
 	p->n_chunks = (n + chunk - 1) / chunk;
 	atomic_init(&p->next, 0);
+	atomic_init(&p->consumed, 0);
 	/* No memory for the flags: this thread produces each chunk as it needs it. */
 	p->done = p->n_chunks ? calloc(p->n_chunks, sizeof(*p->done)) : NULL;
 	if (p->done && parallel)
@@ -100,6 +121,7 @@ static inline void lb_pipe_wait(struct lb_pipe *p, size_t k, size_t *ret_from, s
 {
 	size_t from = k * p->chunk, to = from + p->chunk < p->n ? from + p->chunk : p->n;
 
+	atomic_store_explicit(&p->consumed, k, memory_order_relaxed);
 	if (!p->done)
 		p->produce(p->arg, from, to);
 	else

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,7 +239,11 @@ static size_t slen(const char *s)
 
 /* A Service as parsed: what lb_translate_parsed() needs from it, in one block. */
 struct lb_svc_spec {
-	unsigned refs;
+	/*
+	 * Atomic: a sync frees translations (each holding a reference) on its
+	 * second thread while this one takes references for what it keeps.
+	 */
+	atomic_uint refs;
 	char *ns, *name; /* in the block */
 	char type[LB_SVC_TYPE_LEN];
 	uint8_t algorithm;
@@ -299,7 +304,7 @@ static void slice_addr(const struct lb_slice *sl, size_t i, struct lb_slice_addr
 struct lb_svc_spec *lb_svc_spec_ref(struct lb_svc_spec *spec)
 {
 	if (spec)
-		spec->refs++;
+		atomic_fetch_add_explicit(&spec->refs, 1, memory_order_relaxed);
 	return spec;
 }
 
@@ -315,23 +320,29 @@ const char *lb_svc_spec_name(const struct lb_svc_spec *spec)
 
 void lb_svc_spec_unref(struct lb_svc_spec *spec)
 {
-	if (spec && --spec->refs == 0) {
+	if (spec && atomic_fetch_sub_explicit(&spec->refs, 1, memory_order_acq_rel) == 1) {
 		free(spec->warning);
 		free(spec);
 	}
 }
 
-void lb_svc_strip(struct lb_svc *s)
+void lb_svc_view(const struct lb_svc_spec *spec, struct lb_svc *ret)
 {
-	if (!s)
-		return;
-	for (size_t i = 0; i < s->n_fe; i++) {
-		s->fe[i].be = NULL;
-		s->fe[i].n_be = s->fe[i].n_sel = 0;
-	}
-	free(s->be_all);
-	s->be_all = NULL;
+	*ret = (struct lb_svc){
+		.ns = spec->ns,
+		.name = spec->name,
+		.algorithm = spec->algorithm,
+		.flags = spec->flags,
+		.affinity_timeout = spec->affinity_timeout,
+		.skipped = (char *)spec->skipped,
+		.warning = spec->warning,
+		.n_fe = spec->n_fe,
+		.fe = spec->fe, /* as translated, less the backends (be NULL, n_be 0) */
+		.spec = (struct lb_svc_spec *)spec,
+	};
+	memcpy(ret->type, spec->type, sizeof(ret->type));
 }
+
 void lb_svc_free(struct lb_svc *s)
 {
 	/* Two blocks: the struct with its frontends, and every frontend's backends. */
@@ -810,7 +821,7 @@ int lb_service_parse(const struct lb_translate_conf *conf, const json_t *svc,
 		goto fail;
 	}
 	memset(s, 0, sizeof(*s));
-	s->refs = 1;
+	atomic_init(&s->refs, 1);
 	s->fe = (struct lb_fe *)(s + 1);
 	s->n_fe = l.n;
 	memcpy(s->fe, l.v, l.n * sizeof(*s->fe));
@@ -1073,7 +1084,7 @@ int lb_translate_parsed(const struct lb_svc_spec *spec, const struct lb_slice *c
 	}
 	/*
 	 * Two blocks: the service and its frontends; every frontend's backends
-	 * in turn (dropped on their own once the writer holds them: lb_svc_strip).
+	 * in turn.
 	 */
 	s = malloc(sizeof(*s) + spec->n_fe * sizeof(*s->fe));
 	be = bes.n ? malloc(bes.n * sizeof(*be)) : NULL;

@@ -151,11 +151,13 @@ int lb_translate(const struct lb_translate_conf *conf, const json_t *svc,
 		 const json_t *const *slices, size_t n_slices, struct lb_svc **ret_svc);
 void lb_svc_free(struct lb_svc *s);
 /*
- * Drop s's backends (every fe's be NULL, n_be and n_sel 0; frontends and
- * settings stay): for a translation the map writer has claimed, which
- * holds the backends from then on.
+ * What a translation of spec is without its backends (every fe's be NULL,
+ * n_be and n_sel 0), filled into *ret, which borrows spec (no reference:
+ * valid while the caller holds one; not for lb_svc_free). Once the map
+ * writer has claimed a translation it holds the backends, so this is all
+ * of it a node needs to keep: the old state of the next change, the views.
  */
-void lb_svc_strip(struct lb_svc *s);
+void lb_svc_view(const struct lb_svc_spec *spec, struct lb_svc *ret);
 
 /* "10.0.0.1" / "fd00::1" -> lb_ip; -EINVAL if it is neither. */
 int lb_ip_parse(const char *s, struct lb_ip *ret_ip);

@@ -719,11 +719,14 @@ static void test_random_model(void **state)
 {
 	struct fx *fx = *state;
 	/*
-	 * cur: what each service wants (the check reads it); kept: the same
-	 * without backends, as lb_sync keeps it (lb_svc_strip) and hands it
-	 * back as the old state -- a refused change goes back without it.
+	 * cur: what each service wants (the check reads it); kept: the Service
+	 * it came from, as lb_sync keeps it, whose view (lb_svc_view: no
+	 * backends) is handed back as the old state -- a refused change goes
+	 * back without the translation. The writer takes every other one
+	 * from a copy, so a translation freed once claimed is not read again.
 	 */
-	struct lb_svc *cur[M_SVCS] = {0}, *kept[M_SVCS] = {0};
+	struct lb_svc *cur[M_SVCS] = {0};
+	struct lb_svc_spec *kept[M_SVCS] = {0};
 	char *owner[M_SVCS];
 	int refused = 0, accepted = 0;
 
@@ -736,7 +739,7 @@ static void test_random_model(void **state)
 	for (int round = 0; round < 120; round++) {
 		for (int c = 0; c < 8; c++) {
 			int i = (int)rnd(M_SVCS);
-			struct lb_svc *next = NULL, *next_kept = NULL;
+			struct lb_svc *next = NULL, *copy = NULL, oldv, *old = NULL;
 			char *err = NULL;
 			int r;
 
@@ -747,23 +750,27 @@ static void test_random_model(void **state)
 				for (int b = 0; b < n; b++)
 					mask |= 1ull << rnd(M_BES);
 				next = model_svc(i, vip, mask);
-				next_kept = model_svc(i, vip, mask);
-				lb_svc_strip(next_kept);
+				copy = model_svc(i, vip, mask);
 			}
-			r = lb_maps_service_set(fx->m, owner[i], kept[i], next, &err);
+			if (kept[i]) {
+				lb_svc_view(kept[i], &oldv);
+				old = &oldv;
+			}
+			r = lb_maps_service_set(fx->m, owner[i], old, copy, &err);
 			if (r == -ENOSPC || r == -EADDRINUSE) {
 				refused++;
 				free(err);
 				lb_svc_free(next);
-				lb_svc_free(next_kept);
+				lb_svc_free(copy);
 				continue;
 			}
 			assert_int_equal(r, 0);
 			accepted++;
 			lb_svc_free(cur[i]);
-			lb_svc_free(kept[i]);
+			lb_svc_spec_unref(kept[i]);
 			cur[i] = next;
-			kept[i] = next_kept;
+			kept[i] = copy ? lb_svc_spec_ref(copy->spec) : NULL;
+			lb_svc_free(copy);
 		}
 		assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
 		model_check(fx, cur, "after a flush");
@@ -787,12 +794,17 @@ static void test_random_model(void **state)
 	print_message("random model: %d changes accepted, %d refused\n", accepted, refused);
 	assert_true(refused > 0 && accepted > 0);
 	for (int i = 0; i < M_SVCS; i++) {
+		struct lb_svc oldv;
 		char *err = NULL;
 
-		assert_int_equal(lb_maps_service_set(fx->m, owner[i], kept[i], NULL, &err), 0);
+		if (kept[i])
+			lb_svc_view(kept[i], &oldv);
+		assert_int_equal(
+			lb_maps_service_set(fx->m, owner[i], kept[i] ? &oldv : NULL, NULL, &err), 0);
 		lb_svc_free(cur[i]);
-		lb_svc_free(kept[i]);
-		cur[i] = kept[i] = NULL;
+		lb_svc_spec_unref(kept[i]);
+		cur[i] = NULL;
+		kept[i] = NULL;
 	}
 	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
 	lb_maps_grace(fx->m);

@@ -193,7 +193,7 @@ static void test_store_to_maps(void **state)
 		assert_string_equal(json_string_value(json_object_get(it, "service")), "ns/web");
 		assert_string_equal(json_string_value(json_object_get(it, "type")), "ClusterIP");
 		assert_int_equal(json_array_size(json_object_get(it, "backends")), 3);
-		/* From the writer: the kept translation has no backends (lb_svc_strip). */
+		/* From the writer: what the node keeps has no backends (lb_svc_view). */
 		assert_true(has_string(json_object_get(it, "backends"), "10.200.1.2:8080 (active)"));
 		assert_true(has_string(json_object_get(it, "backends"), "10.200.1.3:8080 (active)"));
 		assert_true(has_string(json_object_get(it, "backends"), "10.200.2.2:8080 (active)"));
