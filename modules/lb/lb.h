@@ -96,8 +96,8 @@ struct lb {
 	struct lb_maps *maps;
 
 	struct lb_ht svcs, slices;
-	struct lb_ev *evs; /* store events not applied yet (lb_sync.c) */
-	size_t n_evs, cap_evs;
+	struct lb_ev **evb; /* store events not applied yet, in blocks (lb_sync.c) */
+	size_t n_evs, n_evb, cap_evb;
 	/*
 	 * The dirty services, in the order they became dirty: an array with room
 	 * for every service there is (grown when one is created), so that

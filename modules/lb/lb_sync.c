@@ -190,48 +190,65 @@ static void first_event(struct lb *lb)
 #define EV_SVC_KEY 0x4 /* a slice's candidate holds its service's key too (parse) */
 
 /*
- * A queued event; the parse (either thread) fills in the rest: the parsed
- * document, and a candidate entry for this thread's tables with its key
- * and hash -- allocated and formatted there, so that applying an event here
- * is a lookup (whose bucket was asked for ahead) and a link.
+ * A queued event (24 bytes: an agent start queues one per object). The
+ * parse (either thread) replaces the document with a candidate entry for
+ * this thread's tables that holds what was parsed, its key and hash --
+ * allocated and formatted there, so that applying an event here is a
+ * lookup (whose bucket was asked for ahead) and a link.
  */
 struct lb_ev {
 	struct axn_obj *obj;
-	const json_t *doc;
 	union {
-		struct lb_svc_spec *spec; /* Service */
-		struct lb_slice *slice;	  /* EndpointSlice */
+		const json_t *doc; /* queued */
+		struct lb_sv *sv;  /* parsed Service: its entry, the spec in sv->spec; or NULL */
+		struct lb_sl *sl;  /* parsed slice: its entry (+ its service's key), sl->data */
 	};
-	union {
-		struct lb_sv *sv; /* a new lb_sv for the Service's key */
-		struct lb_sl *sl; /* a new lb_sl for the slice's key (+ its service's key) */
-	} cand;
-	int r;	       /* the parse's result */
 	uint32_t svh;  /* EV_SVC_KEY: the hash of the service's key */
+	int16_t r;     /* the parse's result */
 	uint8_t flags; /* EV_* */
 };
+
+/*
+ * Events are queued in blocks that never move (a second thread parses
+ * them while this one applies) and are freed as soon as applied, so the
+ * memory of a large queue is reused by what the sync allocates next.
+ */
+#define EV_BLOCK 4096 /* events; a multiple of PARSE_CHUNK */
+
+static inline struct lb_ev *ev_at(struct lb_ev *const *blk, size_t i)
+{
+	return &blk[i / EV_BLOCK][i % EV_BLOCK];
+}
 
 static void ev_push(struct lb *lb, struct axn_obj *obj, uint8_t flags)
 {
 	struct axn_mod *self = lb->self;
 	struct lb_ev *e;
 
-	if (lb->n_evs == lb->cap_evs) {
-		size_t cap = lb->cap_evs ? lb->cap_evs * 2 : 64;
-		struct lb_ev *v = realloc(lb->evs, cap * sizeof(*v));
+	if (lb->n_evs == lb->n_evb * EV_BLOCK) {
+		struct lb_ev *b = NULL, **v = lb->evb;
 
-		if (!v) {
+		if (lb->n_evb == lb->cap_evb) {
+			size_t cap = lb->cap_evb ? lb->cap_evb * 2 : 8;
+
+			v = realloc(lb->evb, cap * sizeof(*v));
+			if (v) {
+				lb->evb = v;
+				lb->cap_evb = cap;
+			}
+		}
+		if (!v || !(b = malloc(EV_BLOCK * sizeof(*b)))) {
 			axn_err(self, "%s %s: out of memory, change lost",
 				flags & EV_SLICE ? "endpointslice" : "service", axn_obj_name(self, obj));
 			return;
 		}
-		lb->evs = v;
-		lb->cap_evs = cap;
+		lb->evb[lb->n_evb++] = b;
 	}
-	e = &lb->evs[lb->n_evs++];
-	memset(e, 0, sizeof(*e));
+	e = ev_at(lb->evb, lb->n_evs++);
 	e->obj = self->host->obj_ref(obj);
 	e->doc = self->host->obj_json(obj);
+	e->svh = 0;
+	e->r = 0;
 	e->flags = flags;
 	schedule(lb);
 }
@@ -276,7 +293,7 @@ static void on_slice(struct axn_mod *self, uint32_t ev, struct axn_obj *obj, voi
 struct parse_ctx {
 	const struct lb_translate_conf *conf;
 	const struct lb_ht *svcs, *slices; /* only their hash function is used */
-	struct lb_ev *evs;
+	struct lb_ev *const *evb;
 };
 
 /* A Service's candidate entry: its key "ns/name" and hash. NULL without memory. */
@@ -326,22 +343,39 @@ static void parse_range(void *arg, size_t from, size_t to)
 	struct parse_ctx *c = arg;
 
 	for (size_t i = from; i < to; i++) {
-		struct lb_ev *e = &c->evs[i];
+		struct lb_ev *e = ev_at(c->evb, i);
+		const json_t *doc = e->doc;
+		int r;
 
-		if (e->flags & EV_DELETED)
+		if (e->flags & EV_DELETED) {
+			e->sv = NULL;
 			continue;
+		}
 		if (e->flags & EV_SLICE) {
 			struct lb_slice_meta meta;
+			struct lb_slice *slice = NULL;
 
-			e->r = lb_slice_parse(c->conf, e->doc, &e->slice, &meta);
-			if (e->r == 0 && !(e->cand.sl = sl_cand(c, e, &meta)))
-				e->r = -ENOMEM;
+			e->sl = NULL;
+			r = lb_slice_parse(c->conf, doc, &slice, &meta);
+			if (r == 0 && !(e->sl = sl_cand(c, e, &meta)))
+				r = -ENOMEM;
+			if (e->sl)
+				e->sl->data = slice;
+			else
+				lb_slice_free(slice);
 		} else {
-			e->r = lb_service_parse(c->conf, e->doc, &e->spec);
-			if (e->spec)
-				e->cand.sv = sv_cand(c, lb_svc_spec_ns(e->spec),
-						     lb_svc_spec_name(e->spec));
+			struct lb_svc_spec *spec = NULL;
+
+			e->sv = NULL;
+			r = lb_service_parse(c->conf, doc, &spec);
+			if (spec && !(e->sv = sv_cand(c, lb_svc_spec_ns(spec), lb_svc_spec_name(spec))))
+				r = -ENOMEM;
+			if (e->sv)
+				e->sv->spec = spec;
+			else
+				lb_svc_spec_unref(spec);
 		}
+		e->r = (int16_t)r;
 	}
 }
 
@@ -356,33 +390,40 @@ static void ev_prefetch(const struct lb *lb, const struct lb_ev *e, int entry)
 	if (e->flags & EV_DELETED)
 		return;
 	if (e->flags & EV_SLICE) {
-		if (e->cand.sl)
-			pf(&lb->slices, e->cand.sl->n.h);
+		if (e->sl)
+			pf(&lb->slices, e->sl->n.h);
 		if (e->flags & EV_SVC_KEY)
 			pf(&lb->svcs, e->svh);
-	} else if (e->cand.sv) {
-		pf(&lb->svcs, e->cand.sv->n.h);
+	} else if (e->sv) {
+		pf(&lb->svcs, e->sv->n.h);
 	}
 }
 
 static void apply_service(struct lb *lb, struct lb_ev *e);
 static void apply_slice(struct lb *lb, struct lb_ev *e);
 
-/* Parse and apply evs[0..n) in order, with a second parsing thread when there are many. */
-static void parse_apply(struct lb *lb, struct lb_ev *evs, size_t n)
+/*
+ * Parse and apply the n events of blocks evb in order, with a second parsing
+ * thread when there are many; each block is freed once applied.
+ */
+static void parse_apply(struct lb *lb, struct lb_ev **evb, size_t n)
 {
-	struct parse_ctx c = {.conf = &lb->tconf, .svcs = &lb->svcs, .slices = &lb->slices, .evs = evs};
+	struct parse_ctx c = {.conf = &lb->tconf, .svcs = &lb->svcs, .slices = &lb->slices, .evb = evb};
 	struct lb_pipe p;
 
 	lb_pipe_start(&p, n, PARSE_CHUNK, parse_range, &c, n >= PARSE_PARALLEL_MIN, 0);
 	for (size_t k = 0; k < p.n_chunks; k++) {
-		size_t from, to;
+		size_t from, to, m;
+		struct lb_ev *evs;
 
 		lb_pipe_wait(&p, k, &from, &to);
-		for (size_t i = from; i < to; i++) {
-			if (i + EV_PREFETCH_AHEAD < to)
+		/* A chunk lies within one block: PARSE_CHUNK divides EV_BLOCK. */
+		evs = ev_at(evb, from);
+		m = to - from;
+		for (size_t i = 0; i < m; i++) {
+			if (i + EV_PREFETCH_AHEAD < m)
 				ev_prefetch(lb, &evs[i + EV_PREFETCH_AHEAD], 0);
-			if (i + EV_PREFETCH_AHEAD / 2 < to)
+			if (i + EV_PREFETCH_AHEAD / 2 < m)
 				ev_prefetch(lb, &evs[i + EV_PREFETCH_AHEAD / 2], 1);
 			if (evs[i].flags & EV_SLICE)
 				apply_slice(lb, &evs[i]);
@@ -391,6 +432,11 @@ static void parse_apply(struct lb *lb, struct lb_ev *evs, size_t n)
 			lb->self->host->obj_unref(evs[i].obj);
 			evs[i].obj = NULL;
 		}
+		/* Its last chunk applied: neither thread reads the block again. */
+		if (to % EV_BLOCK == 0 || to == n) {
+			free(evb[(to - 1) / EV_BLOCK]);
+			evb[(to - 1) / EV_BLOCK] = NULL;
+		}
 	}
 	lb_pipe_end(&p);
 }
@@ -398,20 +444,21 @@ static void parse_apply(struct lb *lb, struct lb_ev *evs, size_t n)
 static void apply_service(struct lb *lb, struct lb_ev *e)
 {
 	struct axn_mod *self = lb->self;
-	struct lb_svc_spec *spec = e->spec;
-	struct lb_sv *sv;
+	struct lb_sv *sv, *cand = e->sv;
+	struct lb_svc_spec *spec = cand ? cand->spec : NULL;
 	char kb[320], *heap, *key;
 
-	struct lb_sv *cand = e->cand.sv;
-
-	e->spec = NULL;
-	e->cand.sv = NULL;
+	e->sv = NULL;
+	if (cand)
+		cand->spec = NULL;
 	if (e->r == -EINVAL) {
 		axn_warn(self, "service %s: no metadata.name, ignored",
 			 axn_obj_name(self, e->obj) ?: "?");
 	} else if (e->r < 0) {
 		/* The previous state stays until the next change of the Service. */
 		axn_err(self, "service %s: out of memory", axn_obj_name(self, e->obj));
+		lb_svc_spec_unref(spec);
+		free(cand);
 		return;
 	}
 	if (cand) {
@@ -443,13 +490,14 @@ static void apply_service(struct lb *lb, struct lb_ev *e)
 static void apply_slice(struct lb *lb, struct lb_ev *e)
 {
 	struct axn_mod *self = lb->self;
-	struct lb_slice *data = e->slice;
-	struct lb_sl *sl, *cand = e->cand.sl;
+	struct lb_sl *sl, *cand = e->sl;
+	struct lb_slice *data = cand ? cand->data : NULL;
 	struct lb_sv *sv = NULL;
 	char kb[320], *heap = NULL, *key;
 
-	e->slice = NULL;
-	e->cand.sl = NULL;
+	e->sl = NULL;
+	if (cand)
+		cand->data = NULL;
 	if (e->flags & EV_DELETED) {
 		key = obj_key(kb, sizeof(kb), axn_obj_namespace(self, e->obj),
 			      axn_obj_name(self, e->obj), &heap);
@@ -508,35 +556,40 @@ oom:
 /* Every queued event, in the order it came; the references taken go back. */
 static void apply_events(struct lb *lb)
 {
-	struct lb_ev *evs = lb->evs;
+	struct lb_ev **evb = lb->evb;
 	size_t n = lb->n_evs;
 
 	if (!n)
 		return;
-	lb->evs = NULL;
-	lb->n_evs = lb->cap_evs = 0;
+	lb->evb = NULL;
+	lb->n_evs = lb->n_evb = lb->cap_evb = 0;
 	{
 		size_t n_svc = 0, n_sl = 0;
 
 		/* Many new objects (a sync): size the tables once, not by doubling. */
-		for (size_t i = 0; i < n; i++)
-			if (!(evs[i].flags & EV_DELETED))
-				(*(evs[i].flags & EV_SLICE ? &n_sl : &n_svc))++;
+		for (size_t i = 0; i < n; i++) {
+			const struct lb_ev *e = ev_at(evb, i);
+
+			if (!(e->flags & EV_DELETED))
+				(*(e->flags & EV_SLICE ? &n_sl : &n_svc))++;
+		}
 		(void)lb_ht_reserve(&lb->svcs, lb->svcs.n + n_svc);
 		(void)lb_ht_reserve(&lb->slices, lb->slices.n + n_sl);
 	}
-	parse_apply(lb, evs, n);
-	free(evs);
+	parse_apply(lb, evb, n); /* frees the blocks */
+	free(evb);
 }
 
 static void drop_events(struct lb *lb)
 {
 	/* Queued, not parsed yet: only the references. (A parsed event is applied.) */
 	for (size_t i = 0; i < lb->n_evs; i++)
-		lb->self->host->obj_unref(lb->evs[i].obj);
-	free(lb->evs);
-	lb->evs = NULL;
-	lb->n_evs = lb->cap_evs = 0;
+		lb->self->host->obj_unref(ev_at(lb->evb, i)->obj);
+	for (size_t b = 0; b < lb->n_evb; b++)
+		free(lb->evb[b]);
+	free(lb->evb);
+	lb->evb = NULL;
+	lb->n_evs = lb->n_evb = lb->cap_evb = 0;
 }
 
 static void set_health(struct lb *lb)
