@@ -17,6 +17,8 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "lb_thread.h"
+
 #define LB_HT_STR ((size_t)-1)
 
 struct lb_node {
@@ -154,11 +156,45 @@ static inline int lb_populate(void *p, size_t len)
  * page that the first insert replaces -- a second fault per page, and a
  * TLB flush on every CPU the agent's other thread runs on.
  */
-static inline void lb_populate_zeroed(void *p, size_t len)
+static inline void lb_populate_zeroed_1(void *p, size_t len)
 {
 	if (lb_populate(p, len) < 0)
 		for (size_t i = 0; i < len; i += 4096)
 			((volatile char *)p)[i] = 0; /* a plain memset after calloc is optimised away */
+}
+
+struct lb_range {
+	void *p;
+	size_t len;
+};
+
+static inline void *lb_populate_worker(void *arg)
+{
+	struct lb_range *r = arg;
+
+	lb_populate_zeroed_1(r->p, r->len);
+	return NULL;
+}
+
+/*
+ * From this size on, two threads bring a table in: a sync sizes the
+ * backend index for all its backends at once (16 MB at a million), and a
+ * fresh page costs this VM's host a fault too -- tens of milliseconds
+ * that the claims would otherwise wait for with the other CPU idle.
+ */
+#define LB_POPULATE_SPLIT (4u << 20)
+
+static inline void lb_populate_zeroed(void *p, size_t len)
+{
+	struct lb_range hi = {(char *)p + len / 2, len - len / 2};
+	pthread_t t;
+
+	if (len >= LB_POPULATE_SPLIT && lb_thread_spawn(&t, lb_populate_worker, &hi)) {
+		lb_populate_zeroed_1(p, len / 2);
+		pthread_join(t, NULL);
+		return;
+	}
+	lb_populate_zeroed_1(p, len);
 }
 
 /* Rehash into nb buckets (a power of two). */
