@@ -174,7 +174,7 @@ struct lb_maps {
 	 * backend entry.
 	 */
 	uint64_t *bi;
-	uint32_t bi_mask, bi_n;
+	uint32_t bi_cap, bi_n;
 	struct lb_ids be_ids[2], rn_ids;
 	struct lb_buddy slots_bd;
 	struct qlist q[2]; /* [0]: since the last grace, [1]: before it */
@@ -405,6 +405,21 @@ static uint8_t be_wstate(const struct lb_maps *m, int f, uint32_t id)
 	return f == 0 ? m->be4[id].state : m->be6[id].state;
 }
 
+/*
+ * A hash's first slot: the index is sized for its backends (load at most
+ * 3/4), not rounded up to a power of two -- a million backends take 11 MB
+ * of fresh pages, not 16 -- so the slot comes from the hash's high bits.
+ */
+static inline uint32_t bi_home(uint32_t h, uint32_t cap)
+{
+	return (uint32_t)(((uint64_t)h * cap) >> 32);
+}
+
+static inline uint32_t bi_next(uint32_t i, uint32_t cap)
+{
+	return i + 1 == cap ? 0 : i + 1;
+}
+
 /* The id of the backend at k (hash h) in the family's index, or 0. */
 static uint32_t bi_find(const struct lb_maps *m, const struct l4key *k, uint32_t h)
 {
@@ -412,7 +427,7 @@ static uint32_t bi_find(const struct lb_maps *m, const struct l4key *k, uint32_t
 
 	if (!m->bi)
 		return 0;
-	for (uint32_t i = h & m->bi_mask;; i = (i + 1) & m->bi_mask) {
+	for (uint32_t i = bi_home(h, m->bi_cap);; i = bi_next(i, m->bi_cap)) {
 		uint64_t v = m->bi[i];
 		uint32_t id = (uint32_t)v & 0x7fffffffu;
 
@@ -423,34 +438,40 @@ static uint32_t bi_find(const struct lb_maps *m, const struct l4key *k, uint32_t
 	}
 }
 
-static void bi_put(uint64_t *bi, uint32_t mask, uint64_t v)
+static void bi_put(uint64_t *bi, uint32_t cap, uint64_t v)
 {
-	uint32_t i = (uint32_t)(v >> 32) & mask;
+	uint32_t i = bi_home((uint32_t)(v >> 32), cap);
 
 	while (bi[i])
-		i = (i + 1) & mask;
+		i = bi_next(i, cap);
 	bi[i] = v;
 }
 
-/* Room for n backends at a load of at most 3/4 (probes stay short with a mixing hash). */
+/*
+ * Room for n backends at a load of at most 3/4 (probes stay short with a
+ * mixing hash): n as asked when that is more than doubling (a sync's
+ * reserve), else doubled (one by one).
+ */
 static int bi_reserve(struct lb_maps *m, size_t n)
 {
-	size_t cap = m->bi ? (size_t)m->bi_mask + 1 : 0, ncap = cap ? cap : 1024;
+	size_t cap = m->bi ? m->bi_cap : 0, ncap;
 	uint64_t *nb;
 
-	while (ncap * 3 < 4 * n)
-		ncap *= 2;
-	if (ncap <= cap)
+	if (cap && cap * 3 >= 4 * n)
 		return 0;
+	ncap = (4 * n + 2) / 3 + 1;
+	if (ncap < 2 * cap)
+		ncap = 2 * cap;
+	ncap = (ncap + 511) & ~(size_t)511; /* whole pages */
 	if (ncap > (1ull << 31) || !(nb = calloc(ncap, sizeof(*nb))))
 		return -ENOMEM;
 	lb_populate_zeroed(nb, ncap * sizeof(*nb));
 	for (size_t i = 0; i < cap; i++)
 		if (m->bi[i])
-			bi_put(nb, (uint32_t)(ncap - 1), m->bi[i]);
+			bi_put(nb, (uint32_t)ncap, m->bi[i]);
 	free(m->bi);
 	m->bi = nb;
-	m->bi_mask = (uint32_t)(ncap - 1);
+	m->bi_cap = (uint32_t)ncap;
 	return 0;
 }
 
@@ -460,7 +481,7 @@ static int bi_insert(struct lb_maps *m, int f, uint32_t id, uint32_t h)
 
 	if ((r = bi_reserve(m, (size_t)m->bi_n + 1)) < 0)
 		return r;
-	bi_put(m->bi, m->bi_mask, (uint64_t)h << 32 | (uint64_t)f << 31 | id);
+	bi_put(m->bi, m->bi_cap, (uint64_t)h << 32 | (uint64_t)f << 31 | id);
 	m->bi_n++;
 	return 0;
 }
@@ -478,16 +499,16 @@ static void bi_remove(struct lb_maps *m, int f, uint32_t id)
 	be_key(m, f, id, &k);
 	h = be_hash(&k);
 	want = (uint64_t)h << 32 | (uint64_t)f << 31 | id;
-	i = h & m->bi_mask;
+	i = bi_home(h, m->bi_cap);
 
 	while (m->bi[i] && m->bi[i] != want)
-		i = (i + 1) & m->bi_mask;
+		i = bi_next(i, m->bi_cap);
 	if (!m->bi[i])
 		return;
 	m->bi[i] = 0;
 	m->bi_n--;
-	for (j = (i + 1) & m->bi_mask; m->bi[j]; j = (j + 1) & m->bi_mask) {
-		uint32_t home = (uint32_t)(m->bi[j] >> 32) & m->bi_mask;
+	for (j = bi_next(i, m->bi_cap); m->bi[j]; j = bi_next(j, m->bi_cap)) {
+		uint32_t home = bi_home((uint32_t)(m->bi[j] >> 32), m->bi_cap);
 
 		/* Moves into the hole unless its home lies cyclically in (i, j]. */
 		if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
@@ -501,7 +522,7 @@ static void bi_remove(struct lb_maps *m, int f, uint32_t id)
 static void bi_prefetch(const struct lb_maps *m, uint32_t h)
 {
 	if (m->bi)
-		__builtin_prefetch(&m->bi[h & m->bi_mask]);
+		__builtin_prefetch(&m->bi[bi_home(h, m->bi_cap)]);
 }
 
 static int arr_cover(struct lb_maps *m, int id, uint32_t n);
