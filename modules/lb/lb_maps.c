@@ -180,6 +180,7 @@ struct lb_maps {
 	struct qlist q[2]; /* [0]: since the last grace, [1]: before it */
 	uint32_t q_be[2];  /* backend ids of each family among them (not in the maps any more) */
 	struct fe_ent *fdirty;
+	uint32_t n_fdirty; /* entries on fdirty */
 	uint32_t bdirty[2];
 	/* Backend state changes of the claim in progress (lb_maps_service_set): undone if it fails. */
 	struct be_undo *undo;
@@ -328,6 +329,7 @@ static void fe_dirty(struct lb_maps *m, struct fe_ent *e)
 	e->dirty = true;
 	e->dnext = m->fdirty;
 	m->fdirty = e;
+	m->n_fdirty++;
 }
 
 static void be_dirty(struct lb_maps *m, struct be_ent *b, int f, uint32_t id)
@@ -1452,6 +1454,25 @@ static int ops_add(struct ops *o, const void *k, const void *v)
 	return 0;
 }
 
+/* Room for n entries, so that ops_add() moves nothing (another thread reads them). */
+static int ops_reserve(struct ops *o, uint32_t n)
+{
+	char *nk, *nv;
+
+	if (o->cap >= n)
+		return 0;
+	if (!(nk = realloc(o->k, (size_t)n * o->ksz)))
+		return -ENOMEM;
+	o->k = nk;
+	if (o->vsz) {
+		if (!(nv = realloc(o->v, (size_t)n * o->vsz)))
+			return -ENOMEM;
+		o->v = nv;
+	}
+	o->cap = n;
+	return 0;
+}
+
 static void ops_free(struct ops *o)
 {
 	free(o->k);
@@ -1806,6 +1827,110 @@ static int plan_fe(struct lb_maps *m, struct plan *p, struct fe_ent *e, struct l
 	return ops_add(&p->master_up[f], key, &v);
 }
 
+/*
+ * A large flush writes masters while it plans: a second thread takes the
+ * masters of frontends already planned (their slots and reverse NAT are
+ * stored, published with release) in chunks, and once planning is over
+ * this thread takes chunks too. Planning is one thread's work and the
+ * masters' syscalls are most of the rest, so the two overlap instead of
+ * the second CPU waiting for the planning to end.
+ */
+#define STREAM_CHUNK 2048   /* masters per batch syscall */
+#define STREAM_PUBLISH 256  /* frontends planned between two publications */
+
+struct stream {
+	struct lb_maps *m;
+	struct plan *p;
+	atomic_uint pub[2];  /* master_up[f] entries planned and published */
+	atomic_uint next[2]; /* the next chunk of master_up[f] to take */
+	atomic_bool done;    /* planning is over: pub[] are final */
+	atomic_bool stop;    /* planning failed: take no more */
+	pthread_t t;
+	struct lb_flush_stats st[2];
+	int r[2];
+};
+
+/* Take and write one chunk that is published, if any. */
+static bool stream_one(struct stream *s, int who)
+{
+	bool done = atomic_load_explicit(&s->done, memory_order_acquire);
+
+	for (int f = 0; f < 2; f++) {
+		uint32_t pub = atomic_load_explicit(&s->pub[f], memory_order_acquire);
+		uint32_t k = atomic_load_explicit(&s->next[f], memory_order_relaxed);
+		uint32_t from = k * STREAM_CHUNK, to = from + STREAM_CHUNK;
+
+		if (from >= pub || (to > pub && !done))
+			continue; /* not published yet (all of it, unless planning is over) */
+		if (to > pub)
+			to = pub;
+		if (!atomic_compare_exchange_strong(&s->next[f], &k, k + 1))
+			return true; /* the other thread took it: look again */
+		{
+			int r = ops_update_range(s->m->fd[f ? LBM_SVC6 : LBM_SVC4], &s->p->master_up[f],
+						 from, to, &s->st[who]);
+
+			if (r < 0 && !s->r[who])
+				s->r[who] = r;
+		}
+		return true;
+	}
+	return false;
+}
+
+/* Whether every published chunk is taken and no more will be. */
+static bool stream_over(struct stream *s)
+{
+	if (atomic_load_explicit(&s->stop, memory_order_acquire))
+		return true;
+	if (!atomic_load_explicit(&s->done, memory_order_acquire))
+		return false;
+	for (int f = 0; f < 2; f++)
+		if (atomic_load_explicit(&s->next[f], memory_order_relaxed) * STREAM_CHUNK <
+		    atomic_load_explicit(&s->pub[f], memory_order_relaxed))
+			return false;
+	return true;
+}
+
+static void *stream_worker(void *arg)
+{
+	struct stream *s = arg;
+
+	while (!stream_over(s))
+		if (!stream_one(s, 1))
+			sched_yield(); /* the planning is behind */
+	return NULL;
+}
+
+static void stream_publish(struct stream *s)
+{
+	for (int f = 0; f < 2; f++)
+		atomic_store_explicit(&s->pub[f], s->p->master_up[f].n, memory_order_release);
+}
+
+/*
+ * Planning over (ok) or failed: the rest of the masters written on both
+ * threads (ok), or none taken any more. The first error of either.
+ */
+static int stream_end(struct stream *s, bool ok, struct lb_flush_stats *st)
+{
+	stream_publish(s);
+	if (ok) {
+		atomic_store_explicit(&s->done, true, memory_order_release);
+		while (!stream_over(s))
+			if (!stream_one(s, 0))
+				sched_yield(); /* the other thread writes the last one */
+	} else {
+		atomic_store_explicit(&s->stop, true, memory_order_release);
+	}
+	pthread_join(s->t, NULL);
+	for (int i = 0; i < 2; i++) {
+		st->updates += s->st[i].updates;
+		st->syscalls += s->st[i].syscalls;
+	}
+	return s->r[0] ? s->r[0] : s->r[1];
+}
+
 /* Stage 4 for one frontend, after the masters were written: memory says what the maps hold. */
 static void fe_written(struct lb_maps *m, struct fe_ent *e)
 {
@@ -1868,6 +1993,9 @@ int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st)
 	struct lb_flush_stats st = {0};
 	struct fe_ent *fes = m->fdirty;
 	struct plan p;
+	struct stream s;
+	bool streaming = false;
+	uint32_t planned = 0;
 	int r = 0, r2;
 
 	memset(&p, 0, sizeof(p));
@@ -1891,19 +2019,37 @@ int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st)
 				st.updates++;
 			}
 		}
-	for (struct fe_ent *e = fes; e; e = e->dnext)
+	/* Many frontends: their masters are written while the rest is planned (struct stream). */
+	if (m->n_fdirty >= STEP_PARALLEL_MIN && ops_reserve(&p.master_up[0], m->n_fdirty) == 0 &&
+	    ops_reserve(&p.master_up[1], m->n_fdirty) == 0) {
+		memset(&s, 0, sizeof(s));
+		s.m = m;
+		s.p = &p;
+		streaming = lb_thread_spawn(&s.t, stream_worker, &s);
+	}
+	for (struct fe_ent *e = fes; e; e = e->dnext) {
 		if ((r = plan_fe(m, &p, e, &st)) < 0)
-			goto out;
+			break;
+		if (streaming && ++planned % STREAM_PUBLISH == 0)
+			stream_publish(&s); /* release: the stores above before those masters */
+	}
 	/* The stores above are visible before any master that points at them. */
 	atomic_thread_fence(memory_order_release);
+	if (streaming && (r2 = stream_end(&s, r == 0, &st)) < 0 && !r)
+		r = r2;
+	/* Nothing is written yet when planning fails without a stream. */
+	if (r < 0 && !streaming)
+		goto out;
 
-	/* 2. Masters; 3. masters of removed frontends. The first error is kept. */
-	{
+	/* 2. Masters (unless streamed); 3. masters of removed frontends. The first error is kept. */
+	if (r == 0) {
 		struct step steps[2];
 
 		memset(steps, 0, sizeof(steps));
 		for (int f = 0; f < 2; f++) {
-			step_add(&steps[0], m->fd[f ? LBM_SVC6 : LBM_SVC4], &p.master_up[f], false);
+			if (!streaming)
+				step_add(&steps[0], m->fd[f ? LBM_SVC6 : LBM_SVC4], &p.master_up[f],
+					 false);
 			step_add(&steps[1], m->fd[f ? LBM_SVC6 : LBM_SVC4], &p.master_del[f], true);
 		}
 		for (int k = 0; k < 2; k++)
@@ -1929,6 +2075,7 @@ int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st)
 
 	/* 4. What nothing points at any more. */
 	m->fdirty = NULL;
+	m->n_fdirty = 0;
 	for (struct fe_ent *e = fes, *next; e; e = next) {
 		next = e->dnext;
 		e->dirty = false;

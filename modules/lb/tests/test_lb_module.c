@@ -455,7 +455,7 @@ static void test_restart_adopts(void **state)
  * for them too, whose order matters (a service deleted and added again, at
  * another address, in the same batch).
  */
-#define BIG 5000
+#define BIG 10000 /* more than STEP_PARALLEL_MIN: the first flush streams its masters */
 
 static json_t *big_slice(int i, int n)
 {
@@ -506,7 +506,7 @@ static void test_big_sync(void **state)
 	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), BIG);
 	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), BIG * 2);
 	assert_int_equal(lbt_count(fx->fd[LBM_RN4]), BIG);
-	for (int i = 0; i < BIG; i += 499) {
+	for (int i = 0; i < BIG; i += 97) {
 		assert_int_equal(big_count(fx, i, 96, &found), 2);
 		assert_true(found);
 	}
