@@ -1996,7 +1996,7 @@ int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st)
 	struct stream s;
 	bool streaming = false;
 	uint32_t planned = 0;
-	int r = 0, r2;
+	int r = 0, r2, rp = 0;
 
 	memset(&p, 0, sizeof(p));
 	for (int f = 0; f < 2; f++) {
@@ -2028,26 +2028,34 @@ int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st)
 		streaming = lb_thread_spawn(&s.t, stream_worker, &s);
 	}
 	for (struct fe_ent *e = fes; e; e = e->dnext) {
-		if ((r = plan_fe(m, &p, e, &st)) < 0)
+		if ((rp = plan_fe(m, &p, e, &st)) < 0)
 			break;
 		if (streaming && ++planned % STREAM_PUBLISH == 0)
 			stream_publish(&s); /* release: the stores above before those masters */
 	}
 	/* The stores above are visible before any master that points at them. */
 	atomic_thread_fence(memory_order_release);
-	if (streaming && (r2 = stream_end(&s, r == 0, &st)) < 0 && !r)
-		r = r2;
-	/* Nothing is written yet when planning fails without a stream. */
-	if (r < 0 && !streaming)
-		goto out;
-
-	/* 2. Masters (unless streamed); 3. masters of removed frontends. The first error is kept. */
-	if (r == 0) {
+	if (streaming)
+		r = stream_end(&s, rp == 0, &st);
+	if (rp < 0) {
+		/* Nothing is written yet when planning fails without a stream. */
+		if (!streaming) {
+			r = rp;
+			goto out;
+		}
+		if (!r)
+			r = rp;
+	} else {
+		/*
+		 * 2. Masters (unless streamed); 3. masters of removed frontends, even
+		 * when upserts failed: the deletes are often what makes room for them.
+		 * The first error is kept.
+		 */
 		struct step steps[2];
 
 		memset(steps, 0, sizeof(steps));
 		for (int f = 0; f < 2; f++) {
-			if (!streaming)
+			if (!streaming) /* streamed: written already */
 				step_add(&steps[0], m->fd[f ? LBM_SVC6 : LBM_SVC4], &p.master_up[f],
 					 false);
 			step_add(&steps[1], m->fd[f ? LBM_SVC6 : LBM_SVC4], &p.master_del[f], true);

@@ -188,6 +188,7 @@ static void first_event(struct lb *lb)
 #define PARSE_PARALLEL_MIN 2048 /* events; below that one thread is as quick */
 
 #define EV_SVC_KEY 0x4 /* a slice's candidate holds its service's key too (parse) */
+#define EV_SPEC 0x8    /* a parsed Service without its candidate entry (no memory for it) */
 
 /*
  * A queued event (24 bytes: an agent start queues one per object). The
@@ -202,6 +203,7 @@ struct lb_ev {
 		const json_t *doc; /* queued */
 		struct lb_sv *sv;  /* parsed Service: its entry, the spec in sv->spec; or NULL */
 		struct lb_sl *sl;  /* parsed slice: its entry (+ its service's key), sl->data */
+		struct lb_svc_spec *spec; /* EV_SPEC: the parsed Service alone */
 	};
 	uint32_t svh;  /* EV_SVC_KEY: the hash of the service's key */
 	int16_t r;     /* the parse's result */
@@ -368,12 +370,13 @@ static void parse_range(void *arg, size_t from, size_t to)
 
 			e->sv = NULL;
 			r = lb_service_parse(c->conf, doc, &spec);
-			if (spec && !(e->sv = sv_cand(c, lb_svc_spec_ns(spec), lb_svc_spec_name(spec))))
-				r = -ENOMEM;
-			if (e->sv)
+			if (spec && (e->sv = sv_cand(c, lb_svc_spec_ns(spec), lb_svc_spec_name(spec)))) {
 				e->sv->spec = spec;
-			else
-				lb_svc_spec_unref(spec);
+			} else if (spec) {
+				/* Applied the slower way, from its names (apply_service). */
+				e->spec = spec;
+				e->flags |= EV_SPEC;
+			}
 		}
 		e->r = (int16_t)r;
 	}
@@ -444,8 +447,8 @@ static void parse_apply(struct lb *lb, struct lb_ev **evb, size_t n)
 static void apply_service(struct lb *lb, struct lb_ev *e)
 {
 	struct axn_mod *self = lb->self;
-	struct lb_sv *sv, *cand = e->sv;
-	struct lb_svc_spec *spec = cand ? cand->spec : NULL;
+	struct lb_sv *sv, *cand = e->flags & EV_SPEC ? NULL : e->sv;
+	struct lb_svc_spec *spec = e->flags & EV_SPEC ? e->spec : cand ? cand->spec : NULL;
 	char kb[320], *heap, *key;
 
 	e->sv = NULL;

@@ -56,6 +56,10 @@ struct lb_pipe {
 	atomic_size_t next;	/* the next chunk to claim */
 	atomic_size_t consumed; /* the chunk this thread consumes now */
 	size_t window;
+	/* The second thread, far enough ahead, sleeps on cv until the consumer moves on. */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	atomic_bool waiting;
 	atomic_uchar *done; /* per chunk: produced; NULL: this thread does all, in order */
 	pthread_t t;
 	bool spawned;
@@ -89,9 +93,20 @@ static inline void *lb_pipe_worker(void *arg)
 
 		if (k >= p->n_chunks)
 			break;
-		if (p->window &&
-		    k >= atomic_load_explicit(&p->consumed, memory_order_relaxed) + p->window) {
-			sched_yield(); /* far enough ahead */
+		if (p->window && k >= atomic_load(&p->consumed) + p->window) {
+			/*
+			 * Far enough ahead: sleep until the consumer moves on. waiting
+			 * is set before the condition is checked again and the consumer
+			 * stores consumed before it reads waiting (both sequentially
+			 * consistent), so one of the two sees the other.
+			 */
+			pthread_mutex_lock(&p->mu);
+			atomic_store(&p->waiting, true);
+			while ((k = atomic_load(&p->next)) < p->n_chunks &&
+			       k >= atomic_load(&p->consumed) + p->window)
+				pthread_cond_wait(&p->cv, &p->mu);
+			atomic_store(&p->waiting, false);
+			pthread_mutex_unlock(&p->mu);
 			continue;
 		}
 		if (!lb_pipe_one(p))
@@ -110,6 +125,9 @@ static inline void lb_pipe_start(struct lb_pipe *p, size_t n, size_t chunk,
 	p->n_chunks = (n + chunk - 1) / chunk;
 	atomic_init(&p->next, 0);
 	atomic_init(&p->consumed, 0);
+	atomic_init(&p->waiting, false);
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
 	/* No memory for the flags: this thread produces each chunk as it needs it. */
 	p->done = p->n_chunks ? calloc(p->n_chunks, sizeof(*p->done)) : NULL;
 	if (p->done && parallel)
@@ -121,7 +139,12 @@ static inline void lb_pipe_wait(struct lb_pipe *p, size_t k, size_t *ret_from, s
 {
 	size_t from = k * p->chunk, to = from + p->chunk < p->n ? from + p->chunk : p->n;
 
-	atomic_store_explicit(&p->consumed, k, memory_order_relaxed);
+	atomic_store(&p->consumed, k);
+	if (atomic_load(&p->waiting)) {
+		pthread_mutex_lock(&p->mu);
+		pthread_cond_signal(&p->cv);
+		pthread_mutex_unlock(&p->mu);
+	}
 	if (!p->done)
 		p->produce(p->arg, from, to);
 	else
@@ -136,6 +159,8 @@ static inline void lb_pipe_end(struct lb_pipe *p)
 {
 	if (p->spawned)
 		pthread_join(p->t, NULL);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv);
 	free(p->done);
 	p->done = NULL;
 }
