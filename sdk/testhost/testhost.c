@@ -136,6 +136,7 @@ struct axn_testhost {
 	struct th_objkind **kinds; /* one list per kind stored */
 	size_t n_kinds;
 	TAILQ_HEAD(, th_item) queue;
+	size_t n_queue; /* items on queue: counted, not walked (a replay queues one per object) */
 	pthread_mutex_t lock;
 	char **logs;
 	size_t n_logs;
@@ -315,6 +316,7 @@ static void queue_push(struct axn_testhost *th, struct th_item *it)
 {
 	pthread_mutex_lock(&th->lock);
 	TAILQ_INSERT_TAIL(&th->queue, it, link);
+	th->n_queue++;
 	pthread_mutex_unlock(&th->lock);
 }
 
@@ -334,6 +336,7 @@ static void queue_drop(struct axn_testhost *th, struct axn_handle *sub)
 		next = TAILQ_NEXT(it, link);
 		if (!sub || it->sub == sub) {
 			TAILQ_REMOVE(&th->queue, it, link);
+			th->n_queue--;
 			item_free(it);
 		}
 	}
@@ -1570,13 +1573,14 @@ int axn_testhost_run_pending(struct axn_testhost *th)
 
 	/* What is queued now runs whatever its size (a big replay); a loop is what comes after. */
 	pthread_mutex_lock(&th->lock);
-	TAILQ_FOREACH(it, &th->queue, link)
-		limit++;
+	limit += (long)th->n_queue;
 	pthread_mutex_unlock(&th->lock);
 	for (;;) {
 		pthread_mutex_lock(&th->lock);
-		if ((it = TAILQ_FIRST(&th->queue)))
+		if ((it = TAILQ_FIRST(&th->queue))) {
 			TAILQ_REMOVE(&th->queue, it, link);
+			th->n_queue--;
+		}
 		pthread_mutex_unlock(&th->lock);
 		if (!it)
 			return n;
