@@ -44,6 +44,8 @@ export LB_BENCH=$BENCH
 target_ms() { [ "$1" -ge 100000 ] && echo 400 || echo 40; }
 # median of the numbers on stdin
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)]; else print "-" }'; }
+# min-max of the numbers on stdin
+range() { sort -n | awk '{ v[NR] = $1 } END { if (NR) printf "%s-%s\n", v[1], v[NR]; else print "-" }'; }
 field() { sed -n "s/.* $1=\\([^ ]*\\).*/\\1/p"; }
 
 # The machine's speed now (a shared VM's CPU and fresh-page cost vary by minute).
@@ -51,7 +53,7 @@ calibrate() { "$BENCH" calibrate 2>/dev/null | sed 's/^calibrate /    machine no
 echo "lb: programming N services from the store into the BPF maps (first store event -> maps hold all)"
 calibrate
 echo "    testhost store + the module's code + real maps; median of $RUNS runs ($RUNS_100K at 100k)"
-printf '%9s %8s  %-11s %9s %9s %9s %9s   %-14s %-5s %-20s %-8s %-7s %s\n' services backends mode ms read translate write target maps "1 update p50/p99 µs" "steal ms" "CPU ms" "faults"
+printf '%9s %8s  %-11s %9s %-13s %9s %9s %9s   %-14s %-5s %-20s %-8s %-7s %s\n' services backends mode ms "(min-max)" read translate write target maps "1 update p50/p99 µs" "steal ms" "CPU ms" "faults"
 rc=0
 for n in $SIZES; do
 	runs=$RUNS
@@ -70,7 +72,8 @@ for n in $SIZES; do
 			fi
 			ms=$(field ms <<<"$out" | median)
 			t=$(target_ms "$n")
-			printf '%9s %8s  %-11s %9s %9s %9s %9s   < %3s ms %-5s %-5s %-20s %-8s %-7s %s\n' "$n" "$b" "$mode" "$ms" \
+			printf '%9s %8s  %-11s %9s %-13s %9s %9s %9s   < %3s ms %-5s %-5s %-20s %-8s %-7s %s\n' "$n" "$b" "$mode" "$ms" \
+				"($(field ms <<<"$out" | range))" \
 				"$(field read_ms <<<"$out" | median)" "$(field translate_ms <<<"$out" | median)" \
 				"$(field write_ms <<<"$out" | median)" "$t" \
 				"$(awk -v v="$ms" -v t="$t" 'BEGIN { print (v + 0 < t + 0) ? "ok" : "OVER" }')" \
