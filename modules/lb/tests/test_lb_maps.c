@@ -960,6 +960,111 @@ static void test_failed_flush_reclaimed(void **state)
 	lb_svc_free(d);
 }
 
+/*
+ * A flush of both families large enough to stream its masters (8192 dirty
+ * frontends and more): every master lands in its family's map, pointing at
+ * its own backends; then half go and the rest change, in one flush.
+ */
+#define STREAMED_DUAL 5000 /* services per family */
+
+/* s's frontends have masters whose slots hold exactly its selected backends. */
+static void check_backends(struct fx *fx, const struct lb_svc *s)
+{
+	for (size_t j = 0; j < s->n_fe; j++) {
+		const struct lb_fe *fe = &s->fe[j];
+		int f = fe->ip.family == 6;
+		struct lb4_key k4 = {.port = htons(fe->port), .proto = fe->proto};
+		struct lb6_key k6 = {.port = htons(fe->port), .proto = fe->proto};
+		struct lb_svc_val v;
+
+		memcpy(&k4.addr, fe->ip.a, 4);
+		memcpy(k6.addr, fe->ip.a, 16);
+		if (bpf_map_lookup_elem(fx->fd[f ? LBM_SVC6 : LBM_SVC4], f ? (void *)&k6 : (void *)&k4,
+					&v) < 0)
+			fail_msg("%s/%s: no master", s->ns, s->name);
+		assert_int_equal(v.count, fe->n_sel);
+		for (uint32_t k = 0; k < v.count; k++) {
+			uint32_t key = v.slot_base + k;
+			struct lb_slot sl;
+			union {
+				struct lb4_backend b4;
+				struct lb6_backend b6;
+			} be;
+			bool hit = false;
+
+			assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_SLOTS], &key, &sl), 0);
+			assert_int_equal(
+				bpf_map_lookup_elem(fx->fd[f ? LBM_BE6 : LBM_BE4], &sl.backend_id, &be), 0);
+			for (size_t b = 0; b < fe->n_sel && !hit; b++)
+				hit = f ? !memcmp(be.b6.addr, fe->be[b].ip.a, 16) &&
+						  ntohs(be.b6.port) == fe->be[b].port
+					: !memcmp(&be.b4.addr, fe->be[b].ip.a, 4) &&
+						  ntohs(be.b4.port) == fe->be[b].port;
+			if (!hit)
+				fail_msg("%s/%s: slot %u holds a backend it does not want", s->ns, s->name,
+					 k);
+		}
+	}
+}
+
+static int setup_streamed_dual(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+	int r;
+
+	for (int i = 0; i < LBM_N; i++)
+		fx->max[i] = 65536; /* two generations of slot ranges in one flush */
+	if ((r = lbt_maps_create(fx->fd, fx->max)) < 0) {
+		free(fx);
+		print_message("cannot create BPF maps (%s): skipped (needs root)\n", strerror(-r));
+		*state = NULL;
+		return 0;
+	}
+	assert_int_equal(lb_maps_new(fx->fd, fx->max, &fx->m), 0);
+	*state = fx;
+	return 0;
+}
+
+static void test_streamed_dual_stack(void **state)
+{
+	struct fx *fx = *state;
+	static struct lb_svc *s1[2 * STREAMED_DUAL], *s2[2 * STREAMED_DUAL];
+	static char owner[2 * STREAMED_DUAL][32];
+	char name[32], ip[64];
+
+	NEED_ROOT(fx);
+	for (int i = 0; i < 2 * STREAMED_DUAL; i++) {
+		int v6 = i >= STREAMED_DUAL, k = i % STREAMED_DUAL;
+
+		snprintf(name, sizeof(name), "d%d", i);
+		snprintf(owner[i], sizeof(owner[i]), "ns/d%d", i);
+		if (v6)
+			snprintf(ip, sizeof(ip), "fd00:96::%x", k + 1);
+		else
+			snprintf(ip, sizeof(ip), "10.96.%d.%d", k / 250, k % 250 + 1);
+		s1[i] = svc(name, ip, 1, 1 + i % 3, NULL);
+		s2[i] = svc(name, ip, 2, 1 + (i + 1) % 3, NULL);
+		set_ok(fx, owner[i], NULL, s1[i]);
+	}
+	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), STREAMED_DUAL);
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC6]), STREAMED_DUAL);
+	for (int i = 0; i < 2 * STREAMED_DUAL; i++)
+		check_backends(fx, s1[i]);
+	/* Even ones go, odd ones change: one flush of 10000 dirty frontends. */
+	for (int i = 0; i < 2 * STREAMED_DUAL; i++)
+		set_ok(fx, owner[i], s1[i], i % 2 ? s2[i] : NULL);
+	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), STREAMED_DUAL / 2);
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC6]), STREAMED_DUAL / 2);
+	for (int i = 1; i < 2 * STREAMED_DUAL; i += 2)
+		check_backends(fx, s2[i]);
+	for (int i = 0; i < 2 * STREAMED_DUAL; i++) {
+		lb_svc_free(s1[i]);
+		lb_svc_free(s2[i]);
+	}
+}
+
 static void test_streamed_failure_deletes(void **state)
 {
 	struct fx *fx = *state;
@@ -1132,6 +1237,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_failed_flush_reclaimed, setup_tiny_masters,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_streamed_failure_deletes, setup_streamed_tiny,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_streamed_dual_stack, setup_streamed_dual,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_shared_revnat, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_wrong_revnat, setup, teardown),
