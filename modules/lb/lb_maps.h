@@ -111,8 +111,8 @@ int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st);
 int lb_maps_prune(struct lb_maps *m, struct lb_flush_stats *ret_st);
 
 /*
- * The backends a claimed frontend holds, for views (a translation the
- * caller kept may have been stripped): *ret_be (malloc'd) has *ret_n, the
+ * The backends a claimed frontend holds, for views (the caller keeps no
+ * translation, only what lb_svc_view() makes): *ret_be (malloc'd) has *ret_n, the
  * first *ret_n_sel selectable (in slots), the rest kept for their flows.
  * -ENOENT if no service holds fe, -ENOMEM.
  */

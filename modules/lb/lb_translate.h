@@ -88,7 +88,7 @@ struct lb_svc {
 	char *warning;		    /* a problem with the service that did not stop it, or NULL */
 	size_t n_fe;
 	struct lb_fe *fe;
-	struct lb_be *be_all; /* the block every fe's be points into (NULL: none, or stripped) */
+	struct lb_be *be_all; /* the block every fe's be points into (NULL: none, or a view) */
 	/* The strings above (and each fe's port_name) belong to this parsed Service. */
 	struct lb_svc_spec *spec;
 };
