@@ -409,12 +409,19 @@ static void apply_slice(struct lb *lb, struct lb_ev *e);
  * Parse and apply the n events of blocks evb in order, with a second parsing
  * thread when there are many; each block is freed once applied.
  */
-static void parse_apply(struct lb *lb, struct lb_ev **evb, size_t n)
+static void parse_apply(struct lb *lb, struct lb_ev **evb, size_t n, size_t n_svc, size_t n_sl)
 {
 	struct parse_ctx c = {.conf = &lb->tconf, .svcs = &lb->svcs, .slices = &lb->slices, .evb = evb};
 	struct lb_pipe p;
 
 	lb_pipe_start(&p, n, PARSE_CHUNK, parse_range, &c, n >= PARSE_PARALLEL_MIN, 0);
+	/*
+	 * Many new objects (a sync): the tables sized once, not by doubling --
+	 * while the other thread already parses (it reads only their key
+	 * sizes, which this does not change).
+	 */
+	(void)lb_ht_reserve(&lb->svcs, lb->svcs.n + n_svc);
+	(void)lb_ht_reserve(&lb->slices, lb->slices.n + n_sl);
 	for (size_t k = 0; k < p.n_chunks; k++) {
 		size_t from, to, m;
 		struct lb_ev *evs;
@@ -560,26 +567,20 @@ oom:
 static void apply_events(struct lb *lb)
 {
 	struct lb_ev **evb = lb->evb;
-	size_t n = lb->n_evs;
+	size_t n = lb->n_evs, n_svc = 0, n_sl = 0;
 
 	if (!n)
 		return;
 	lb->evb = NULL;
 	lb->n_evs = lb->n_evb = lb->cap_evb = 0;
-	{
-		size_t n_svc = 0, n_sl = 0;
+	/* Counted before the parse starts: it sets flags of its own. */
+	for (size_t i = 0; i < n; i++) {
+		const struct lb_ev *e = ev_at(evb, i);
 
-		/* Many new objects (a sync): size the tables once, not by doubling. */
-		for (size_t i = 0; i < n; i++) {
-			const struct lb_ev *e = ev_at(evb, i);
-
-			if (!(e->flags & EV_DELETED))
-				(*(e->flags & EV_SLICE ? &n_sl : &n_svc))++;
-		}
-		(void)lb_ht_reserve(&lb->svcs, lb->svcs.n + n_svc);
-		(void)lb_ht_reserve(&lb->slices, lb->slices.n + n_sl);
+		if (!(e->flags & EV_DELETED))
+			(*(e->flags & EV_SLICE ? &n_sl : &n_svc))++;
 	}
-	parse_apply(lb, evb, n); /* frees the blocks */
+	parse_apply(lb, evb, n, n_svc, n_sl); /* frees the blocks */
 	free(evb);
 }
 
