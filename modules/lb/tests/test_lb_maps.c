@@ -27,26 +27,37 @@ struct fx {
 };
 
 /* Map sizes of a fixture: 1024 each unless a test asks for less. */
-static int setup_with(void **state, uint32_t svc_max, uint32_t slots_max, uint32_t be_max)
+/*
+ * The maps as fx->max says, and a writer told svc_writer masters (0: as
+ * many as the kernel's map holds). *state NULL (skipped) without root.
+ */
+static int fx_start(void **state, struct fx *fx, uint32_t svc_writer)
 {
-	struct fx *fx = calloc(1, sizeof(*fx));
-	int r;
+	int r = lbt_maps_create(fx->fd, fx->max);
 
-	for (int i = 0; i < LBM_N; i++)
-		fx->max[i] = 1024;
-	fx->max[LBM_SVC4] = svc_max;
-	fx->max[LBM_SLOTS] = slots_max;
-	fx->max[LBM_BE4] = be_max;
-	r = lbt_maps_create(fx->fd, fx->max);
 	if (r < 0) {
 		free(fx);
 		print_message("cannot create BPF maps (%s): skipped (needs root)\n", strerror(-r));
 		*state = NULL;
 		return 0;
 	}
+	if (svc_writer)
+		fx->max[LBM_SVC4] = svc_writer;
 	assert_int_equal(lb_maps_new(fx->fd, fx->max, &fx->m), 0);
 	*state = fx;
 	return 0;
+}
+
+static int setup_with(void **state, uint32_t svc_max, uint32_t slots_max, uint32_t be_max)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+
+	for (int i = 0; i < LBM_N; i++)
+		fx->max[i] = 1024;
+	fx->max[LBM_SVC4] = svc_max;
+	fx->max[LBM_SLOTS] = slots_max;
+	fx->max[LBM_BE4] = be_max;
+	return fx_start(state, fx, 0);
 }
 
 static int setup(void **state)
@@ -101,6 +112,20 @@ static struct lb_svc_val master4(struct fx *fx, const char *ip, int *found)
 	inet_pton(AF_INET, ip, &k.addr);
 	*found = bpf_map_lookup_elem(fx->fd[LBM_SVC4], &k, &v) == 0;
 	return v;
+}
+
+/* The IPv4 master at ip:80 has count backends (count < 0: there is none). */
+static void expect4(struct fx *fx, const char *ip, int count)
+{
+	int found;
+	struct lb_svc_val v = master4(fx, ip, &found);
+
+	if (count < 0) {
+		assert_false(found);
+		return;
+	}
+	assert_true(found);
+	assert_int_equal(v.count, count);
 }
 
 static uint32_t slot_id(struct fx *fx, uint32_t i)
@@ -620,6 +645,37 @@ static int model_be(const uint8_t *a, int v6)
 	return (v6 ? a[15] : a[3]) - 1;
 }
 
+/* fe's master from its family's map into *v: 0, or -1 if it has none. */
+static int fe_master(struct fx *fx, const struct lb_fe *fe, struct lb4_key *k4, struct lb6_key *k6,
+		     struct lb_svc_val *v)
+{
+	int f = fe->ip.family == 6;
+
+	*k4 = (struct lb4_key){.port = htons(fe->port), .proto = fe->proto};
+	*k6 = (struct lb6_key){.port = htons(fe->port), .proto = fe->proto};
+	memcpy(&k4->addr, fe->ip.a, 4);
+	memcpy(k6->addr, fe->ip.a, 16);
+	if (bpf_map_lookup_elem(fx->fd[f ? LBM_SVC6 : LBM_SVC4], f ? (void *)k6 : (void *)k4, v) < 0)
+		return -1;
+	return 0;
+}
+
+union be_any {
+	struct lb4_backend b4;
+	struct lb6_backend b6;
+};
+
+/* The backend id slot `key` names, and that backend's entry of family f. */
+static uint32_t slot_be(struct fx *fx, int f, uint32_t key, union be_any *ret_be)
+{
+	struct lb_slot sl;
+
+	assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_SLOTS], &key, &sl), 0);
+	assert_int_equal(bpf_map_lookup_elem(fx->fd[f ? LBM_BE6 : LBM_BE4], &sl.backend_id, ret_be),
+			 0);
+	return sl.backend_id;
+}
+
 /* The kernel's maps are exactly what the services that got in want. */
 static void model_check(struct fx *fx, struct lb_svc *const *cur, const char *when)
 {
@@ -630,15 +686,12 @@ static void model_check(struct fx *fx, struct lb_svc *const *cur, const char *wh
 		for (size_t j = 0; cur[i] && j < cur[i]->n_fe; j++) {
 			const struct lb_fe *fe = &cur[i]->fe[j];
 			int f = fe->ip.family == 6;
-			struct lb4_key k4 = {.port = htons(fe->port), .proto = fe->proto};
-			struct lb6_key k6 = {.port = htons(fe->port), .proto = fe->proto};
+			struct lb4_key k4;
+			struct lb6_key k6;
 			uint32_t want[M_BES], got[M_BES];
 			struct lb_svc_val v;
 
-			memcpy(&k4.addr, fe->ip.a, 4);
-			memcpy(k6.addr, fe->ip.a, 16);
-			if (bpf_map_lookup_elem(fx->fd[f ? LBM_SVC6 : LBM_SVC4], f ? (void *)&k6 : (void *)&k4,
-						&v) < 0)
+			if (fe_master(fx, fe, &k4, &k6, &v) < 0)
 				fail_msg("%s: service m%d has no master", when, i);
 			masters[f]++;
 			if (f) {
@@ -667,21 +720,14 @@ static void model_check(struct fx *fx, struct lb_svc *const *cur, const char *wh
 			if (v.count != fe->n_sel)
 				fail_msg("%s: m%d count %u, wants %zu", when, i, v.count, fe->n_sel);
 			for (uint32_t s = 0; s < v.count; s++) {
-				uint32_t key = v.slot_base + s;
-				struct lb_slot sl;
-				union {
-					struct lb4_backend b4;
-					struct lb6_backend b6;
-				} be;
+				union be_any be;
+				uint32_t id;
 
 				assert_true(v.slot_order != LB_SLOT_ORDER_NONE);
 				assert_true(s < (1u << v.slot_order));
-				assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_SLOTS], &key, &sl), 0);
-				assert_int_equal(bpf_map_lookup_elem(fx->fd[f ? LBM_BE6 : LBM_BE4],
-								     &sl.backend_id, &be), 0);
+				id = slot_be(fx, f, v.slot_base + s, &be);
 				if (!(f ? be.b6.proto : be.b4.proto))
-					fail_msg("%s: m%d slot %u names a free backend id %u", when, i, s,
-						 sl.backend_id);
+					fail_msg("%s: m%d slot %u names a free backend id %u", when, i, s, id);
 				got[s] = (uint32_t)model_be(f ? be.b6.addr : (const uint8_t *)&be.b4.addr, f)
 						 << 16 |
 					 ntohs(f ? be.b6.port : be.b4.port);
@@ -854,21 +900,11 @@ static int setup_tiny_masters(void **state)
 static int setup_streamed_tiny(void **state)
 {
 	struct fx *fx = calloc(1, sizeof(*fx));
-	int r;
 
 	for (int i = 0; i < LBM_N; i++)
 		fx->max[i] = 32768;
 	fx->max[LBM_SVC4] = STREAMED_N; /* the kernel's */
-	if ((r = lbt_maps_create(fx->fd, fx->max)) < 0) {
-		free(fx);
-		print_message("cannot create BPF maps (%s): skipped (needs root)\n", strerror(-r));
-		*state = NULL;
-		return 0;
-	}
-	fx->max[LBM_SVC4] = 20000; /* what the writer is told */
-	assert_int_equal(lb_maps_new(fx->fd, fx->max, &fx->m), 0);
-	*state = fx;
-	return 0;
+	return fx_start(state, fx, 20000); /* what the writer is told */
 }
 
 /* Flush until one gets everything written (at most `tries`); the last result. */
@@ -891,7 +927,6 @@ static void test_failed_flush_new_frontend(void **state)
 {
 	struct fx *fx = *state;
 	struct lb_svc *a, *b, *n, *c;
-	int found;
 
 	NEED_ROOT(fx);
 	a = svc("a", "10.96.0.1", 1, 1, NULL);
@@ -909,10 +944,8 @@ static void test_failed_flush_new_frontend(void **state)
 	/* Whichever got in, n goes now: its master must go too, and c gets in. */
 	set_ok(fx, "ns/n", n, NULL);
 	assert_int_equal(flush_until_ok(fx, 3), 0);
-	master4(fx, "10.96.0.3", &found);
-	assert_false(found);
-	assert_int_equal(master4(fx, "10.96.0.4", &found).count, 2);
-	assert_true(found);
+	expect4(fx, "10.96.0.3", -1);
+	expect4(fx, "10.96.0.4", 2);
 	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 3);
 	assert_int_equal(lbt_count(fx->fd[LBM_RN4]), 3);
 	lb_svc_free(a);
@@ -973,28 +1006,18 @@ static void check_backends(struct fx *fx, const struct lb_svc *s)
 	for (size_t j = 0; j < s->n_fe; j++) {
 		const struct lb_fe *fe = &s->fe[j];
 		int f = fe->ip.family == 6;
-		struct lb4_key k4 = {.port = htons(fe->port), .proto = fe->proto};
-		struct lb6_key k6 = {.port = htons(fe->port), .proto = fe->proto};
+		struct lb4_key k4;
+		struct lb6_key k6;
 		struct lb_svc_val v;
 
-		memcpy(&k4.addr, fe->ip.a, 4);
-		memcpy(k6.addr, fe->ip.a, 16);
-		if (bpf_map_lookup_elem(fx->fd[f ? LBM_SVC6 : LBM_SVC4], f ? (void *)&k6 : (void *)&k4,
-					&v) < 0)
+		if (fe_master(fx, fe, &k4, &k6, &v) < 0)
 			fail_msg("%s/%s: no master", s->ns, s->name);
 		assert_int_equal(v.count, fe->n_sel);
 		for (uint32_t k = 0; k < v.count; k++) {
-			uint32_t key = v.slot_base + k;
-			struct lb_slot sl;
-			union {
-				struct lb4_backend b4;
-				struct lb6_backend b6;
-			} be;
+			union be_any be;
 			bool hit = false;
 
-			assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_SLOTS], &key, &sl), 0);
-			assert_int_equal(
-				bpf_map_lookup_elem(fx->fd[f ? LBM_BE6 : LBM_BE4], &sl.backend_id, &be), 0);
+			(void)slot_be(fx, f, v.slot_base + k, &be);
 			for (size_t b = 0; b < fe->n_sel && !hit; b++)
 				hit = f ? !memcmp(be.b6.addr, fe->be[b].ip.a, 16) &&
 						  ntohs(be.b6.port) == fe->be[b].port
@@ -1010,19 +1033,10 @@ static void check_backends(struct fx *fx, const struct lb_svc *s)
 static int setup_streamed_dual(void **state)
 {
 	struct fx *fx = calloc(1, sizeof(*fx));
-	int r;
 
 	for (int i = 0; i < LBM_N; i++)
 		fx->max[i] = 65536; /* two generations of slot ranges in one flush */
-	if ((r = lbt_maps_create(fx->fd, fx->max)) < 0) {
-		free(fx);
-		print_message("cannot create BPF maps (%s): skipped (needs root)\n", strerror(-r));
-		*state = NULL;
-		return 0;
-	}
-	assert_int_equal(lb_maps_new(fx->fd, fx->max, &fx->m), 0);
-	*state = fx;
-	return 0;
+	return fx_start(state, fx, 0);
 }
 
 static void test_streamed_dual_stack(void **state)
@@ -1072,7 +1086,6 @@ static void test_streamed_failure_deletes(void **state)
 	static char owner[STREAMED_N][32];
 	struct lb_svc *d;
 	char name[32], ip[32];
-	int found;
 
 	NEED_ROOT(fx);
 	for (int i = 0; i < STREAMED_N; i++) {
@@ -1093,12 +1106,9 @@ static void test_streamed_failure_deletes(void **state)
 	set_ok(fx, "ns/d", NULL, d);
 	/* The first flush may fail (d's upsert); its deletes ran, so a retry gets through. */
 	assert_int_equal(flush_until_ok(fx, 3), 0);
-	master4(fx, "10.96.0.1", &found);
-	assert_false(found);
-	assert_int_equal(master4(fx, "10.97.0.1", &found).count, 1);
-	assert_true(found);
-	assert_int_equal(master4(fx, "10.96.0.2", &found).count, 1);
-	assert_true(found);
+	expect4(fx, "10.96.0.1", -1);
+	expect4(fx, "10.97.0.1", 1);
+	expect4(fx, "10.96.0.2", 1);
 	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), STREAMED_N);
 	for (int i = 0; i < STREAMED_N; i++) {
 		lb_svc_free(s1[i]);
