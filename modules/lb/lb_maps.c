@@ -1430,30 +1430,6 @@ struct ops {
 	uint32_t n, cap, ksz, vsz;
 };
 
-static int ops_add(struct ops *o, const void *k, const void *v)
-{
-	if (o->n == o->cap) {
-		uint32_t cap = o->cap ? o->cap * 2 : 256;
-		char *nk = realloc(o->k, (size_t)cap * o->ksz), *nv;
-
-		if (!nk)
-			return -ENOMEM;
-		o->k = nk;
-		if (o->vsz) {
-			nv = realloc(o->v, (size_t)cap * o->vsz);
-			if (!nv)
-				return -ENOMEM;
-			o->v = nv;
-		}
-		o->cap = cap;
-	}
-	memcpy(o->k + (size_t)o->n * o->ksz, k, o->ksz);
-	if (o->vsz)
-		memcpy(o->v + (size_t)o->n * o->vsz, v, o->vsz);
-	o->n++;
-	return 0;
-}
-
 /* Room for n entries, so that ops_add() moves nothing (another thread reads them). */
 static int ops_reserve(struct ops *o, uint32_t n)
 {
@@ -1470,6 +1446,19 @@ static int ops_reserve(struct ops *o, uint32_t n)
 		o->v = nv;
 	}
 	o->cap = n;
+	return 0;
+}
+
+static int ops_add(struct ops *o, const void *k, const void *v)
+{
+	int r;
+
+	if (o->n == o->cap && (r = ops_reserve(o, o->cap ? o->cap * 2 : 256)) < 0)
+		return r;
+	memcpy(o->k + (size_t)o->n * o->ksz, k, o->ksz);
+	if (o->vsz)
+		memcpy(o->v + (size_t)o->n * o->vsz, v, o->vsz);
+	o->n++;
 	return 0;
 }
 

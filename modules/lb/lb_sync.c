@@ -292,6 +292,9 @@ static void on_slice(struct axn_mod *self, uint32_t ev, struct axn_obj *obj, voi
 #define PARSE_CHUNK 256
 #define EV_PREFETCH_AHEAD 8
 
+/* parse_apply() reads a chunk's events from one block. */
+_Static_assert(EV_BLOCK % PARSE_CHUNK == 0, "a chunk of events must lie within one block");
+
 struct parse_ctx {
 	const struct lb_translate_conf *conf;
 	const struct lb_ht *svcs, *slices; /* only their hash function is used */
