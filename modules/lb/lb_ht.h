@@ -136,14 +136,17 @@ static inline void lb_ht_prefetch_entry(const struct lb_ht *t, uint32_t h)
 #endif
 
 /*
- * Bring in the whole pages of [p, p + len) for writing without changing
+ * Bring in every page [p, p + len) touches, for writing, without changing
  * what they hold: one call instead of a fault per page, and safe while
- * another thread writes there. -errno if the kernel cannot.
+ * another thread writes there. The pages at either end count too: a range
+ * brought in part by part (lb_maps_prefault) shares a page with the next
+ * part at each boundary, and leaving it out left one page in four or five
+ * to fault on the claiming thread. -errno if the kernel cannot.
  */
 static inline int lb_populate(void *p, size_t len)
 {
-	uintptr_t a = ((uintptr_t)p + 4095) & ~(uintptr_t)4095;
-	uintptr_t e = ((uintptr_t)p + len) & ~(uintptr_t)4095;
+	uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095;
+	uintptr_t e = ((uintptr_t)p + len + 4095) & ~(uintptr_t)4095;
 
 	if (e <= a)
 		return 0;
