@@ -72,15 +72,15 @@ struct l4key {
  * A backend, at index id of its family's array: ids are array indexes, so
  * a backend costs no allocation and its id no lookup. Its address is not
  * kept here: the map's entry, written when the id is handed out (nothing
- * points at a new id yet), holds it -- and its state as written. A sync of
- * a million backends then touches 16 bytes of fresh memory per backend
- * here instead of 40, and fresh pages are what a large sync waits on.
+ * points at a new id yet), holds it -- and its state as written. What only
+ * a change needs (the dirty list's links, slot planning's marks) lies in
+ * arrays of their own that a sync of new backends never touches. A sync of
+ * a million backends then takes 8 bytes of fresh memory per backend here
+ * instead of 40, and fresh pages are what a large sync waits on.
  */
 struct be_ent {
-	uint32_t refs;	/* slots and kept references from claimed frontends */
-	uint32_t dnext; /* next dirty id of the family, 0: the end */
-	uint32_t mark;	/* slot planning (plan_slots) */
-	uint8_t state;	/* wanted LB_BS_* */
+	uint32_t refs; /* slots and kept references from claimed frontends */
+	uint8_t state; /* wanted LB_BS_* */
 	bool used, dirty;
 };
 
@@ -167,6 +167,8 @@ struct lb_maps {
 	struct fe_slab *slabs;
 	struct fe_ent *fe_spare;
 	struct be_ent *be[2]; /* per family, indexed by backend id */
+	uint32_t *be_dnext[2]; /* the next dirty id of the family after this one, 0: the end */
+	uint32_t *be_mark[2];  /* slot planning's marks (plan_slots) */
 	/*
 	 * Backends by address: open addressing with linear probing; a slot is
 	 * the key's hash << 32 | family << 31 | id (0: empty). A sync looks up
@@ -337,14 +339,15 @@ static void be_dirty(struct lb_maps *m, struct be_ent *b, int f, uint32_t id)
 	if (b->dirty)
 		return;
 	b->dirty = true;
-	b->dnext = m->bdirty[f];
+	m->be_dnext[f][id] = m->bdirty[f];
 	m->bdirty[f] = id;
 }
 
 
-static struct fe_ent *fe_get(struct lb_maps *m, const struct l4key *k, bool create)
+/* The frontend at k, whose hash in m->fes is h; created (unclaimed) if asked. */
+static struct fe_ent *fe_get_h(struct lb_maps *m, const struct l4key *k, uint32_t h, bool create)
 {
-	struct fe_ent *e = (struct fe_ent *)lb_ht_find(&m->fes, k);
+	struct fe_ent *e = (struct fe_ent *)lb_ht_find_h(&m->fes, k, h);
 	uint32_t id;
 
 	if (e || !create)
@@ -360,15 +363,21 @@ static struct fe_ent *fe_get(struct lb_maps *m, const struct l4key *k, bool crea
 		return NULL;
 	}
 	e->k = *k;
+	e->n.h = h;
 	e->rev_nat_id = id;
 	e->order = e->porder = ORDER_NONE;
-	if (lb_ht_insert(&m->fes, &e->n) < 0) {
+	if (lb_ht_insert_h(&m->fes, &e->n) < 0) {
 		(void)lb_ids_free(&m->rn_ids, id);
 		fe_free(m, e);
 		return NULL;
 	}
 	m->n_fe[fam_idx(k->family)]++;
 	return e;
+}
+
+static struct fe_ent *fe_get(struct lb_maps *m, const struct l4key *k, bool create)
+{
+	return fe_get_h(m, k, lb_ht_key_hash(&m->fes, k), create);
 }
 
 static uint32_t be_hash(const struct l4key *k)
@@ -661,9 +670,14 @@ int lb_maps_new(const int fd[LBM_N], const uint32_t max[LBM_N], struct lb_maps *
 			goto fail;
 	r = -ENOMEM;
 	/* calloc: a large array is untouched memory until backends use it. */
-	if (!(m->be[0] = calloc(m->max[LBM_BE4], sizeof(struct be_ent))) ||
-	    !(m->be[1] = calloc(m->max[LBM_BE6], sizeof(struct be_ent))))
-		goto fail;
+	for (int f = 0; f < 2; f++) {
+		uint32_t n = m->max[f ? LBM_BE6 : LBM_BE4];
+
+		if (!(m->be[f] = calloc(n, sizeof(*m->be[f]))) ||
+		    !(m->be_dnext[f] = calloc(n, sizeof(*m->be_dnext[f]))) ||
+		    !(m->be_mark[f] = calloc(n, sizeof(*m->be_mark[f]))))
+			goto fail;
+	}
 	m->be_ids[0] = (struct lb_ids){.max = m->max[LBM_BE4], .fresh = 1};
 	m->be_ids[1] = (struct lb_ids){.max = m->max[LBM_BE6], .fresh = 1};
 	/* One rev_nat_id space: an id indexes the array of its frontend's family. */
@@ -697,6 +711,8 @@ void lb_maps_free(struct lb_maps *m)
 	free(m->bi);
 	for (int f = 0; f < 2; f++) {
 		free(m->be[f]);
+		free(m->be_dnext[f]);
+		free(m->be_mark[f]);
 		free(m->be_ids[f].free);
 		free(m->be_ids[f].adopted);
 	}
@@ -1125,21 +1141,37 @@ static void undo_states(struct lb_maps *m)
 
 #define CLAIM_GROUP 16
 
-static int fe_claim(struct lb_maps *m, const char *owner, const struct lb_svc *s,
-		    const struct lb_fe *fe)
-{
+/* A frontend's key and its hash in m->fes, worked out once per change (lb_maps_service_set). */
+struct fe_look {
 	struct l4key k;
+	uint32_t h;
+};
+
+static void fe_look_make(const struct lb_maps *m, const struct lb_fe *fe, struct fe_look *l)
+{
+	l4key_make(&l->k, &fe->ip, fe->port, fe->proto);
+	l->h = lb_ht_key_hash(&m->fes, &l->k);
+}
+
+/* l: fe's key and hash, or NULL to work them out. */
+static int fe_claim(struct lb_maps *m, const char *owner, const struct lb_svc *s,
+		    const struct lb_fe *fe, const struct fe_look *l)
+{
+	struct fe_look own;
 	struct fe_ent *e;
 	uint32_t *bes;
 	int f;
 
-	l4key_make(&k, &fe->ip, fe->port, fe->proto);
-	e = fe_get(m, &k, true);
+	if (!l) {
+		fe_look_make(m, fe, &own);
+		l = &own;
+	}
+	e = fe_get_h(m, &l->k, l->h, true);
 	if (!e)
 		return m->full >= 0 ? -ENOSPC : -ENOMEM;
 	/* Dirty before anything can fail: a new entry nobody ends up owning is freed by the flush. */
 	fe_dirty(m, e);
-	f = fam_idx(k.family);
+	f = fam_idx(l->k.family);
 	if (fe->n_be <= sizeof(e->bes_in) / sizeof(e->bes_in[0])) {
 		if (e->bes != e->bes_in)
 			free(e->bes);
@@ -1166,7 +1198,7 @@ static int fe_claim(struct lb_maps *m, const char *owner, const struct lb_svc *s
 			const struct lb_be *be = &fe->be[g + i];
 
 			l4key_make(&keys[i], &be->ip, be->port, fe->proto);
-			hs[i] = be_hash(&keys[i]);
+			hs[i] = s->be_hashed ? be->hash : be_hash(&keys[i]);
 			bi_prefetch(m, hs[i]);
 		}
 		for (size_t i = 0; i < n; i++) {
@@ -1207,12 +1239,14 @@ static void svc_release(struct lb_maps *m, const char *owner, const struct lb_sv
 	}
 }
 
-static int svc_claim(struct lb_maps *m, const char *owner, const struct lb_svc *s)
+/* look[i]: frontend i's key and hash, for the first n_look of them. */
+static int svc_claim(struct lb_maps *m, const char *owner, const struct lb_svc *s,
+		     const struct fe_look *look, size_t n_look)
 {
 	int r;
 
 	for (size_t i = 0; s && i < s->n_fe; i++)
-		if ((r = fe_claim(m, owner, s, &s->fe[i])) < 0)
+		if ((r = fe_claim(m, owner, s, &s->fe[i], i < n_look ? &look[i] : NULL)) < 0)
 			return r;
 	return 0;
 }
@@ -1364,23 +1398,27 @@ static void snap_restore(struct lb_maps *m, const char *owner, struct fe_snap *v
 	}
 }
 
+#define FE_LOOK 8
+
 int lb_maps_service_set(struct lb_maps *m, const char *owner, const struct lb_svc *old,
 			const struct lb_svc *new, char **ret_err)
 {
 	char buf[LB_ADDR_STRLEN + 8], *msg = NULL;
 	struct fe_snap small[SNAP_SMALL], *snap;
-	size_t n_snap;
+	/* The keys the check below works out, kept for the claims (most services have few). */
+	struct fe_look look[FE_LOOK];
+	size_t n_snap, n_look = 0;
 	int r, full;
 
 	for (size_t i = 0; new && i < new->n_fe; i++) {
-		struct l4key k;
+		struct fe_look own, *l = i < FE_LOOK ? &look[n_look++] : &own;
 		struct fe_ent *e;
 
-		l4key_make(&k, &new->fe[i].ip, new->fe[i].port, new->fe[i].proto);
-		e = fe_get(m, &k, false);
+		fe_look_make(m, &new->fe[i], l);
+		e = fe_get_h(m, &l->k, l->h, false);
 		if (e && e->owner && e->owner != owner) {
 			if (asprintf(&msg, "frontend %s is already used by service %s",
-				     l4key_str(&k, buf, sizeof(buf)), e->owner) < 0)
+				     l4key_str(&l->k, buf, sizeof(buf)), e->owner) < 0)
 				msg = NULL;
 			*ret_err = msg;
 			return -EADDRINUSE;
@@ -1393,7 +1431,7 @@ int lb_maps_service_set(struct lb_maps *m, const char *owner, const struct lb_sv
 	m->full = -1;
 	m->n_undo = 0;
 	svc_release(m, owner, old);
-	r = svc_claim(m, owner, new);
+	r = svc_claim(m, owner, new, look, n_look);
 	full = r == -ENOSPC ? m->full : r < 0 ? -1 : over_capacity(m);
 	if (r < 0 || full >= 0) {
 		/*
@@ -1710,6 +1748,7 @@ static uint32_t plan_slots(struct lb_maps *m, struct fe_ent *e, uint32_t base, b
 {
 	int f = fam_idx(e->k.family);
 	struct be_ent *bea = m->be[f];
+	uint32_t *mark = m->be_mark[f];
 	/*
 	 * Three marks of this call alone: wanted, in an old slot (placed), and
 	 * given its slot (done). The next call starts above done: a backend
@@ -1721,8 +1760,7 @@ static uint32_t plan_slots(struct lb_maps *m, struct fe_ent *e, uint32_t base, b
 	if (m->mark > UINT32_MAX - 3) {
 		/* Wrapping: no old mark may look like a new one. */
 		for (int g = 0; g < 2; g++)
-			for (uint32_t id = 1; id < m->be_ids[g].fresh; id++)
-				m->be[g][id].mark = 0;
+			memset(m->be_mark[g], 0, m->be_ids[g].fresh * sizeof(*m->be_mark[g]));
 		m->mark = 0;
 	}
 	wanted = m->mark += 3;
@@ -1736,23 +1774,23 @@ static uint32_t plan_slots(struct lb_maps *m, struct fe_ent *e, uint32_t base, b
 	}
 	old_n = e->wmaster.count < range_cap(e->order) ? e->wmaster.count : range_cap(e->order);
 	for (uint32_t s = 0; s < e->n_sel; s++)
-		bea[e->bes[s]].mark = wanted;
+		mark[e->bes[s]] = wanted;
 	for (uint32_t s = 0; s < e->n_sel && s < old_n; s++) {
 		uint32_t id = m->slots[base + s].backend_id;
 
-		if (id && id < m->be_ids[f].max && bea[id].used && bea[id].mark == wanted)
-			bea[id].mark = placed;
+		if (id && id < m->be_ids[f].max && bea[id].used && mark[id] == wanted)
+			mark[id] = placed;
 	}
 	for (uint32_t s = 0; s < e->n_sel; s++) {
 		uint32_t id = s < old_n ? m->slots[base + s].backend_id : 0;
 
-		if (id && id < m->be_ids[f].max && bea[id].used && bea[id].mark == placed) {
-			bea[id].mark = done; /* kept here: not twice */
+		if (id && id < m->be_ids[f].max && bea[id].used && mark[id] == placed) {
+			mark[id] = done; /* kept here: not twice */
 			continue;
 		}
-		while (bea[e->bes[j]].mark != wanted)
+		while (mark[e->bes[j]] != wanted)
 			j++;
-		bea[e->bes[j]].mark = done;
+		mark[e->bes[j]] = done;
 		slot_store(m, base + s, e->bes[j]);
 		n++;
 	}
@@ -2000,7 +2038,7 @@ int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st)
 		goto out;
 	/* 1. Backends, then what points at them: reverse NAT and slots. Memory only. */
 	for (int f = 0; f < 2; f++)
-		for (uint32_t id = m->bdirty[f]; id; id = m->be[f][id].dnext) {
+		for (uint32_t id = m->bdirty[f]; id; id = m->be_dnext[f][id]) {
 			struct be_ent *b = &m->be[f][id];
 
 			if (b->refs && be_wstate(m, f, id) != b->state) {
@@ -2084,9 +2122,9 @@ int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st)
 
 		m->bdirty[f] = 0;
 		while (id) {
-			uint32_t next = m->be[f][id].dnext;
+			uint32_t next = m->be_dnext[f][id];
 
-			m->be[f][id].dnext = 0;
+			m->be_dnext[f][id] = 0;
 			be_written(m, f, id);
 			id = next;
 		}
@@ -2175,6 +2213,30 @@ void lb_maps_prefetch(const struct lb_maps *m, const struct lb_svc *s)
 		l4key_make(&k, &s->fe[i].ip, s->fe[i].port, s->fe[i].proto);
 		lb_ht_prefetch(&m->fes, lb_ht_key_hash(&m->fes, &k));
 	}
+}
+
+void lb_maps_prefetch_backends(const struct lb_maps *m, const struct lb_svc *s)
+{
+	if (!s->be_hashed)
+		return;
+	for (size_t i = 0; i < s->n_fe && i < 4; i++)
+		for (size_t j = 0; j < s->fe[i].n_be && j < CLAIM_GROUP; j++)
+			bi_prefetch(m, s->fe[i].be[j].hash);
+}
+
+void lb_maps_hash_backends(struct lb_svc *s)
+{
+	for (size_t i = 0; i < s->n_fe; i++) {
+		struct lb_fe *fe = &s->fe[i];
+
+		for (size_t j = 0; j < fe->n_be; j++) {
+			struct l4key k;
+
+			l4key_make(&k, &fe->be[j].ip, fe->be[j].port, fe->proto);
+			fe->be[j].hash = be_hash(&k);
+		}
+	}
+	s->be_hashed = true;
 }
 
 int lb_maps_fe_backends(struct lb_maps *m, const struct lb_fe *fe, struct lb_be **ret_be,

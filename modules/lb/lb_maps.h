@@ -85,6 +85,17 @@ int lb_maps_service_set(struct lb_maps *m, const char *owner, const struct lb_sv
 
 /* A hint: s is about to be set; what its claim looks up first is asked for. */
 void lb_maps_prefetch(const struct lb_maps *m, const struct lb_svc *s);
+/*
+ * A hint, nearer to the set: the backend index's slots s's backends will
+ * be looked up in (s hashed by lb_maps_hash_backends(); else nothing).
+ */
+void lb_maps_prefetch_backends(const struct lb_maps *m, const struct lb_svc *s);
+/*
+ * The writer's hash of each backend of s, worked out ahead (s->be_hashed):
+ * pure, for the thread that translated s, so that the claiming thread --
+ * which a large sync waits on -- does not.
+ */
+void lb_maps_hash_backends(struct lb_svc *s);
 
 /* A hint: about n_fe frontends and n_be[0] IPv4, n_be[1] IPv6 backends are about to be claimed. */
 void lb_maps_reserve(struct lb_maps *m, size_t n_fe, const size_t n_be[2]);

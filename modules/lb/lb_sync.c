@@ -747,7 +747,8 @@ static void xlate_range(void *arg, size_t from, size_t to)
 	if (worker)
 		xlate_drop(x, atomic_load_explicit(&x->claimed, memory_order_acquire));
 	for (size_t i = from; i < to; i++)
-		x->r[i] = sv_translate(x->svs[i], &x->out[i]);
+		if ((x->r[i] = sv_translate(x->svs[i], &x->out[i])) == 0 && x->out[i])
+			lb_maps_hash_backends(x->out[i]);
 	if (worker) {
 		/*
 		 * Ahead of what it translated too: the claims reach chunks this
@@ -764,10 +765,11 @@ static void xlate_range(void *arg, size_t from, size_t to)
 
 /*
  * The claims read each translation once, cold (the other thread may have
- * written it): a software pipeline over the next ones -- four services
- * ahead the lb_svc, three ahead the writer's buckets for its frontends, two
- * ahead the frontends, one ahead their backends --
- * so that the misses overlap with the work on this one.
+ * written it): a software pipeline over the next ones -- five services
+ * ahead the lb_svc, four ahead its frontends, three ahead the writer's
+ * buckets for them, two ahead their backends, one ahead the backend index's
+ * slots for those (hashed by the translating thread) -- so that the misses
+ * overlap with the work on this one.
  */
 static void prefetch_lines(const void *p, size_t len, size_t max_lines)
 {
@@ -779,16 +781,18 @@ static void prefetch_lines(const void *p, size_t len, size_t max_lines)
 static void translations_prefetch(const struct lb_maps *maps, struct lb_svc *const *out, size_t k,
 				  size_t n)
 {
-	if (k + 4 < n && out[k + 4])
-		__builtin_prefetch(out[k + 4]);
+	if (k + 5 < n && out[k + 5])
+		__builtin_prefetch(out[k + 5]);
+	if (k + 4 < n && out[k + 4] && out[k + 4]->n_fe)
+		prefetch_lines(out[k + 4]->fe, out[k + 4]->n_fe * sizeof(struct lb_fe), 4);
 	if (k + 3 < n && out[k + 3])
 		lb_maps_prefetch(maps, out[k + 3]);
-	if (k + 2 < n && out[k + 2] && out[k + 2]->n_fe)
-		prefetch_lines(out[k + 2]->fe, out[k + 2]->n_fe * sizeof(struct lb_fe), 4);
+	if (k + 2 < n && out[k + 2])
+		for (size_t i = 0; i < out[k + 2]->n_fe && i < 4; i++)
+			prefetch_lines(out[k + 2]->fe[i].be,
+				       out[k + 2]->fe[i].n_be * sizeof(struct lb_be), 8);
 	if (k + 1 < n && out[k + 1])
-		for (size_t i = 0; i < out[k + 1]->n_fe && i < 4; i++)
-			prefetch_lines(out[k + 1]->fe[i].be,
-				       out[k + 1]->fe[i].n_be * sizeof(struct lb_be), 8);
+		lb_maps_prefetch_backends(maps, out[k + 1]);
 }
 
 /*

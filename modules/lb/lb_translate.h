@@ -29,6 +29,7 @@
 #ifndef LB_TRANSLATE_H
 #define LB_TRANSLATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,6 +64,8 @@ struct lb_be {
 	uint16_t port; /* host order */
 	uint8_t state; /* LB_BE_* */
 	uint8_t local; /* nodeName is this node */
+	/* Not the translation's: the map writer's, with lb_svc.be_hashed (lb_maps_hash_backends). */
+	uint32_t hash;
 };
 
 struct lb_fe {
@@ -89,6 +92,7 @@ struct lb_svc {
 	size_t n_fe;
 	struct lb_fe *fe;
 	struct lb_be *be_all; /* the block every fe's be points into (NULL: none, or a view) */
+	bool be_hashed;	      /* every be's hash is set (translation leaves it false) */
 	/* The strings above (and each fe's port_name) belong to this parsed Service. */
 	struct lb_svc_spec *spec;
 };

@@ -286,13 +286,22 @@ static void test_shared_backend(void **state)
 	struct lb_svc *a, *b;
 
 	NEED_ROOT(fx);
-	/* Two services on the same pods share backend entries (one id each). */
+	/*
+	 * Two services on the same pods share backend entries (one id each),
+	 * whether the claim hashes the backends or finds them hashed (a sync).
+	 */
 	a = svc("a", "10.96.0.1", 1, 2, NULL);
 	b = svc("b", "10.96.0.2", 1, 2, NULL);
+	lb_maps_hash_backends(b);
 	set_ok(fx, "ns/a", NULL, a);
 	set_ok(fx, "ns/b", NULL, b);
 	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
 	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), 2);
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(lb_maps_be_id(fx->m, &a->fe[0].be[i].ip, a->fe[0].be[i].port,
+					       a->fe[0].proto),
+				 lb_maps_be_id(fx->m, &b->fe[0].be[i].ip, b->fe[0].be[i].port,
+					       b->fe[0].proto));
 	set_ok(fx, "ns/a", a, NULL);
 	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
 	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), 2); /* still used by b */
@@ -797,6 +806,9 @@ static void test_random_model(void **state)
 					mask |= 1ull << rnd(M_BES);
 				next = model_svc(i, vip, mask);
 				copy = model_svc(i, vip, mask);
+				/* Half of them as a sync hands them over: hashed ahead. */
+				if (rnd(2))
+					lb_maps_hash_backends(copy);
 			}
 			if (kept[i]) {
 				lb_svc_view(kept[i], &oldv);
