@@ -716,6 +716,8 @@ struct xlate {
 	atomic_size_t claimed;	 /* out[0 .. claimed) are claimed: to be freed, or NULL */
 	size_t dropped;		 /* out[0 .. dropped) are freed (by the second thread) */
 	size_t prefaulted;	 /* the share of services [0 .. prefaulted) is brought in */
+	/* Per chunk: translated by the claiming thread, which frees it too (NULL: not known). */
+	bool *own;
 };
 
 /* The second thread brings in memory this many services ahead of what it translates. */
@@ -730,6 +732,7 @@ struct xlate {
  */
 static void xlate_drop(struct xlate *x, size_t upto)
 {
+	/* NULL: freed by the claiming thread (struct xlate.own). */
 	for (; x->dropped < upto; x->dropped++)
 		lb_svc_free(x->out[x->dropped]);
 }
@@ -746,6 +749,8 @@ static void xlate_range(void *arg, size_t from, size_t to)
 
 	if (worker)
 		xlate_drop(x, atomic_load_explicit(&x->claimed, memory_order_acquire));
+	else if (x->own)
+		x->own[from / TRANSLATE_CHUNK] = true;
 	for (size_t i = from; i < to; i++)
 		if ((x->r[i] = sv_translate(x->svs[i], &x->out[i])) == 0 && x->out[i])
 			lb_maps_hash_backends(x->out[i]);
@@ -994,13 +999,15 @@ int lb_sync_flush(struct lb *lb)
 		{
 			struct lb_svc **out = calloc(n_fe ? n_fe : 1, sizeof(*out));
 			int *res = calloc(n_fe ? n_fe : 1, sizeof(*res));
-			struct xlate x = {svs, out, res, n_fe, lb->maps, pthread_self(), 0, 0, 0};
+			bool *own = calloc(n_fe / TRANSLATE_CHUNK + 1, sizeof(*own));
+			struct xlate x = {svs, out, res, n_fe, lb->maps, pthread_self(), 0, 0, 0, own};
 			struct lb_pipe p;
 
 			if (!out || !res) {
 				/* No memory for the arrays: each service translated as it is applied. */
 				free(out);
 				free(res);
+				free(own);
 				for (size_t i = 0; i < k; i++) {
 					struct lb_sv *sv = svs[i];
 					struct lb_svc *nx = NULL;
@@ -1033,12 +1040,23 @@ int lb_sync_flush(struct lb *lb)
 						out[i] = NULL;
 					n++;
 				}
+				/*
+				 * Translated here: freed here, into this thread's arena. The
+				 * other thread freeing them took this arena's lock, which the
+				 * claims' allocations then waited on.
+				 */
+				if (own && own[c])
+					for (size_t i = from; i < to; i++) {
+						lb_svc_free(out[i]);
+						out[i] = NULL;
+					}
 				atomic_store_explicit(&x.claimed, to, memory_order_release);
 			}
 			lb_pipe_end(&p);
 			xlate_drop(&x, k); /* what the second thread did not get to */
 			free(out);
 			free(res);
+			free(own);
 		}
 translated:
 		t_apply += now_us() - t1;
