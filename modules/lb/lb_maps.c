@@ -652,6 +652,26 @@ static int arr_size(struct lb_maps *m, int id)
 	return 0;
 }
 
+/*
+ * An array of n zeroed elements whose pages are brought in only as they are
+ * written: mapped, not calloc'd -- calloc hands out heap memory it clears
+ * (every page resident) once malloc's mmap threshold has grown past the
+ * size, as it does when the agent frees a large block. Sized for the
+ * maps' max_entries, these arrays are mostly never touched.
+ */
+static void *zarray(size_t n, size_t esz)
+{
+	void *p = mmap(NULL, n * esz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void zarray_free(void *p, size_t n, size_t esz)
+{
+	if (p)
+		munmap(p, n * esz);
+}
+
 int lb_maps_new(const int fd[LBM_N], const uint32_t max[LBM_N], struct lb_maps **ret_m)
 {
 	struct lb_maps *m = calloc(1, sizeof(*m));
@@ -669,13 +689,12 @@ int lb_maps_new(const int fd[LBM_N], const uint32_t max[LBM_N], struct lb_maps *
 		if ((r = arr_size(m, arrays[i])) < 0)
 			goto fail;
 	r = -ENOMEM;
-	/* calloc: a large array is untouched memory until backends use it. */
 	for (int f = 0; f < 2; f++) {
 		uint32_t n = m->max[f ? LBM_BE6 : LBM_BE4];
 
-		if (!(m->be[f] = calloc(n, sizeof(*m->be[f]))) ||
-		    !(m->be_dnext[f] = calloc(n, sizeof(*m->be_dnext[f]))) ||
-		    !(m->be_mark[f] = calloc(n, sizeof(*m->be_mark[f]))))
+		if (!(m->be[f] = zarray(n, sizeof(*m->be[f]))) ||
+		    !(m->be_dnext[f] = zarray(n, sizeof(*m->be_dnext[f]))) ||
+		    !(m->be_mark[f] = zarray(n, sizeof(*m->be_mark[f]))))
 			goto fail;
 	}
 	m->be_ids[0] = (struct lb_ids){.max = m->max[LBM_BE4], .fresh = 1};
@@ -710,9 +729,9 @@ void lb_maps_free(struct lb_maps *m)
 	free(m->fes.b);
 	free(m->bi);
 	for (int f = 0; f < 2; f++) {
-		free(m->be[f]);
-		free(m->be_dnext[f]);
-		free(m->be_mark[f]);
+		zarray_free(m->be[f], m->max[f ? LBM_BE6 : LBM_BE4], sizeof(*m->be[f]));
+		zarray_free(m->be_dnext[f], m->max[f ? LBM_BE6 : LBM_BE4], sizeof(*m->be_dnext[f]));
+		zarray_free(m->be_mark[f], m->max[f ? LBM_BE6 : LBM_BE4], sizeof(*m->be_mark[f]));
 		free(m->be_ids[f].free);
 		free(m->be_ids[f].adopted);
 	}
