@@ -62,11 +62,32 @@ struct kind_table {
 	struct kind_table *next;
 };
 
+/* An object waiting to be compacted (the sweep queue). */
 struct pending {
+	struct axn_obj *obj;
+	TAILQ_ENTRY(pending) link;
+};
+
+/* A queued delivery; sub NULL: its subscription is gone (skipped). */
+struct qitem {
 	struct sub *sub;
 	uint32_t ev;
 	struct axn_obj *obj;
-	TAILQ_ENTRY(pending) link;
+};
+
+/*
+ * Deliveries are queued by value in blocks, freed as they are delivered:
+ * a source's initial list queues one per object and subscriber, and an
+ * allocation each put them between the documents (a cache miss per
+ * delivery), where a block's memory is reused by what the subscribers
+ * allocate next.
+ */
+#define QBLK 1024
+
+struct qblk {
+	struct qblk *next;
+	size_t head, tail; /* it[head .. tail) are queued */
+	struct qitem it[QBLK];
 };
 
 struct source_err {
@@ -87,7 +108,8 @@ struct store {
 	struct kind_table *kinds;
 	struct source *sources;
 	struct source_err *errors;
-	TAILQ_HEAD(, pending) queue;
+	struct qblk *q_first, *q_last;
+	size_t n_queue;
 	TAILQ_HEAD(, pending) sweep; /* objects to compact once the queue is empty */
 	size_t swept; /* trees dropped since the sweep queue was last empty */
 	struct event *dispatch_ev;
@@ -241,17 +263,45 @@ static bool sub_wants(const struct sub *s, const struct axn_obj *o)
 
 static void enqueue(struct sub *s, uint32_t ev, struct axn_obj *o)
 {
-	struct pending *p = calloc(1, sizeof(*p));
+	struct qblk *b = S->q_last;
 
-	if (!p) {
-		log_err("store: out of memory queueing an event for %s", s->h.owner->name);
-		return;
+	if (!b || b->tail == QBLK) {
+		if (!(b = malloc(sizeof(*b)))) {
+			log_err("store: out of memory queueing an event for %s", s->h.owner->name);
+			return;
+		}
+		b->next = NULL;
+		b->head = b->tail = 0;
+		if (S->q_last)
+			S->q_last->next = b;
+		else
+			S->q_first = b;
+		S->q_last = b;
 	}
-	p->sub = s;
-	p->ev = ev;
-	p->obj = obj_ref(o);
-	TAILQ_INSERT_TAIL(&S->queue, p, link);
+	b->it[b->tail++] = (struct qitem){.sub = s, .ev = ev, .obj = obj_ref(o)};
+	S->n_queue++;
 	event_active(S->dispatch_ev, EV_WRITE, 0);
+}
+
+/* The oldest queued delivery into *ret; false when there is none. */
+static bool dequeue(struct qitem *ret)
+{
+	struct qblk *b;
+
+	while ((b = S->q_first)) {
+		if (b->head < b->tail) {
+			*ret = b->it[b->head++];
+			S->n_queue--;
+			return true;
+		}
+		if (b->tail < QBLK)
+			return false; /* the last block, with room: kept for the next ones */
+		S->q_first = b->next;
+		if (!S->q_first)
+			S->q_last = NULL;
+		free(b);
+	}
+	return false;
 }
 
 static void notify(struct kind_table *kt, uint32_t ev, struct axn_obj *o)
@@ -279,7 +329,7 @@ static void sweep(void)
 	struct pending *p;
 	size_t n = 0;
 
-	if (!TAILQ_EMPTY(&S->queue))
+	if (S->n_queue)
 		return; /* deliveries first; dispatch runs again for them */
 	while ((p = TAILQ_FIRST(&S->sweep)) && n < SWEEP_BATCH) {
 		struct axn_obj *o = p->obj;
@@ -318,22 +368,20 @@ static void sweep(void)
 
 static void dispatch(evutil_socket_t fd, short what, void *arg)
 {
-	struct pending *p;
-
 	/* Only what is queued now: callbacks may queue more, served next round. */
-	TAILQ_HEAD(, pending) batch = TAILQ_HEAD_INITIALIZER(batch);
-	TAILQ_CONCAT(&batch, &S->queue, link);
-	while ((p = TAILQ_FIRST(&batch))) {
-		struct axn_obj *o = p->obj;
+	size_t n = S->n_queue;
+	struct qitem q;
 
-		TAILQ_REMOVE(&batch, p, link);
-		if (p->sub)
-			p->sub->cb(&p->sub->h.owner->pub, p->ev, o, p->sub->arg);
+	while (n-- && dequeue(&q)) {
+		struct axn_obj *o = q.obj;
+
+		/* Still queued until now: a subscription freed meanwhile has set it NULL. */
+		if (q.sub)
+			q.sub->cb(&q.sub->h.owner->pub, q.ev, o, q.sub->arg);
 		/* The last delivery of an object the store alone keeps: compact it later. */
 		if (o && o->refcnt == 2)
 			obj_sweep_later(o);
 		obj_put(o);
-		free(p);
 	}
 	sweep();
 }
@@ -375,12 +423,12 @@ void store_start_done(void)
 static void sub_destroy(struct axn_handle *h)
 {
 	struct sub *s = (struct sub *)h;
-	struct pending *p;
 
 	TAILQ_REMOVE(&s->kt->subs, s, link);
-	TAILQ_FOREACH(p, &S->queue, link)
-		if (p->sub == s)
-			p->sub = NULL;
+	for (struct qblk *b = S->q_first; b; b = b->next)
+		for (size_t i = b->head; i < b->tail; i++)
+			if (b->it[i].sub == s)
+				b->it[i].sub = NULL;
 	free(s->group);
 }
 
@@ -829,7 +877,6 @@ int store_init(struct agent *a)
 	if (!S)
 		return -ENOMEM;
 	S->agent = a;
-	TAILQ_INIT(&S->queue);
 	TAILQ_INIT(&S->sweep);
 	S->dispatch_ev = event_new(a->base, -1, 0, dispatch, NULL);
 	if (!S->dispatch_ev) {
@@ -847,10 +894,13 @@ void store_fini(struct agent *a)
 
 	if (!S)
 		return;
-	while ((p = TAILQ_FIRST(&S->queue))) {
-		TAILQ_REMOVE(&S->queue, p, link);
-		obj_put(p->obj);
-		free(p);
+	while (S->q_first) {
+		struct qblk *b = S->q_first;
+
+		for (size_t i = b->head; i < b->tail; i++)
+			obj_put(b->it[i].obj);
+		S->q_first = b->next;
+		free(b);
 	}
 	while ((p = TAILQ_FIRST(&S->sweep))) {
 		TAILQ_REMOVE(&S->sweep, p, link);

@@ -380,6 +380,57 @@ static void test_compaction_bulk(void **state)
 	harness_free(h);
 }
 
+/* The first delivery to it frees the other subscription (a module dropping a watch). */
+struct unwatch {
+	struct axn_mod *owner; /* of other */
+	struct axn_handle *other;
+	size_t n;
+};
+
+static void unwatch_cb(struct axn_mod *self, uint32_t ev, struct axn_obj *obj, void *arg)
+{
+	struct unwatch *u = arg;
+
+	(void)ev;
+	(void)obj;
+	if (!u->n++ && u->other)
+		self->host->handle_free(u->owner, u->other);
+	u->other = NULL;
+}
+
+static void test_unwatch_while_delivering(void **state)
+{
+	struct harness *h = harness_new("modules = ( );\n");
+	struct module *src = fake(h, &src_desc, 0), *con = fake(h, &con_desc, 1),
+		      *con2 = fake(h, &con2_desc, 2);
+	const struct axn_host *H = src->pub.host;
+	enum { N = 1500 }; /* over a block of queued deliveries */
+	struct unwatch u = {.owner = &con2->pub};
+	struct rec r = {0};
+	char name[32], ip[32];
+
+	assert_int_equal(H->source_register(&src->pub, "src", NULL, NULL), 0);
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "s%d", i);
+		snprintf(ip, sizeof(ip), "10.96.%d.%d", i / 250, i % 250 + 1);
+		assert_int_equal(H->source_put(&src->pub, svc("default", name, ip)), 0);
+	}
+	harness_run(h);
+	/* Both replays queued, con's first: its first delivery frees con2's watch. */
+	assert_int_equal(H->store_watch(&con->pub, "Service", unwatch_cb, &u, NULL), 0);
+	assert_int_equal(H->store_watch(&con2->pub, "Service", record, &r, &u.other), 0);
+	harness_run(h);
+	assert_int_equal(u.n, N);
+	/* Queued in the same round, and not delivered once the watch was gone. */
+	assert_int_equal(r.n, 0);
+	/* The store goes on: a new object reaches the remaining watch. */
+	assert_int_equal(H->source_put(&src->pub, svc("default", "late", "10.97.0.1")), 0);
+	harness_run(h);
+	assert_int_equal(u.n, N + 1);
+	assert_int_equal(r.n, 0);
+	harness_free(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -390,6 +441,7 @@ int main(void)
 		cmocka_unit_test(test_source_errors_and_api),
 		cmocka_unit_test(test_compaction),
 		cmocka_unit_test(test_compaction_bulk),
+		cmocka_unit_test(test_unwatch_while_delivering),
 	};
 
 	logs_reset();
