@@ -65,11 +65,11 @@ static void sv_dirty(struct lb *lb, struct lb_sv *sv)
 	lb->dirty[lb->n_dirty++] = sv; /* room for every service: sv_insert() */
 }
 
-/* Room in both dirty arrays for one service more than there are. */
-static int dirty_room(struct lb *lb)
+/* Room in both dirty arrays for `want` services. */
+static int dirty_room(struct lb *lb, size_t want)
 {
-	size_t want = lb->svcs.n + 1, cap;
 	struct lb_sv **a, **b;
+	size_t cap;
 
 	if (want <= lb->cap_dirty)
 		return 0;
@@ -89,7 +89,7 @@ static int dirty_room(struct lb *lb)
 /* A new service into the table (its n.h set: hashed or not). */
 static int sv_insert(struct lb *lb, struct lb_sv *sv, bool hashed)
 {
-	if (dirty_room(lb) < 0)
+	if (dirty_room(lb, lb->svcs.n + 1) < 0)
 		return -ENOMEM;
 	return hashed ? lb_ht_insert_h(&lb->svcs, &sv->n) : lb_ht_insert(&lb->svcs, &sv->n);
 }
@@ -419,12 +419,13 @@ static void parse_apply(struct lb *lb, struct lb_ev **evb, size_t n, size_t n_sv
 
 	lb_pipe_start(&p, n, PARSE_CHUNK, parse_range, &c, n >= PARSE_PARALLEL_MIN, 0);
 	/*
-	 * Many new objects (a sync): the tables sized once, not by doubling --
-	 * while the other thread already parses (it reads only their key
-	 * sizes, which this does not change).
+	 * Many new objects (a sync): the tables and the dirty arrays sized
+	 * once, not by doubling -- while the other thread already parses (it
+	 * reads only the tables' key sizes, which this does not change).
 	 */
 	(void)lb_ht_reserve(&lb->svcs, lb->svcs.n + n_svc);
 	(void)lb_ht_reserve(&lb->slices, lb->slices.n + n_sl);
+	(void)dirty_room(lb, lb->svcs.n + n_svc);
 	for (size_t k = 0; k < p.n_chunks; k++) {
 		size_t from, to, m;
 		struct lb_ev *evs;
