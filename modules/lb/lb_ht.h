@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "lb_thread.h"
 
@@ -143,10 +144,16 @@ static inline void lb_ht_prefetch_entry(const struct lb_ht *t, uint32_t h)
  * part at each boundary, and leaving it out left one page in four or five
  * to fault on the claiming thread. -errno if the kernel cannot.
  */
+static inline uintptr_t lb_page_size(void)
+{
+	return (uintptr_t)sysconf(_SC_PAGESIZE); /* 16K and 64K pages exist (arm64) */
+}
+
 static inline int lb_populate(void *p, size_t len)
 {
-	uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095;
-	uintptr_t e = ((uintptr_t)p + len + 4095) & ~(uintptr_t)4095;
+	uintptr_t pg = lb_page_size();
+	uintptr_t a = (uintptr_t)p & ~(pg - 1);
+	uintptr_t e = ((uintptr_t)p + len + pg - 1) & ~(pg - 1);
 
 	if (e <= a)
 		return 0;
@@ -162,7 +169,7 @@ static inline int lb_populate(void *p, size_t len)
 static inline void lb_populate_zeroed_1(void *p, size_t len)
 {
 	if (lb_populate(p, len) < 0)
-		for (size_t i = 0; i < len; i += 4096)
+		for (size_t i = 0, pg = lb_page_size(); i < len; i += pg)
 			((volatile char *)p)[i] = 0; /* a plain memset after calloc is optimised away */
 }
 

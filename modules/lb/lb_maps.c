@@ -657,11 +657,13 @@ static int arr_size(struct lb_maps *m, int id)
  * written: mapped, not calloc'd -- calloc hands out heap memory it clears
  * (every page resident) once malloc's mmap threshold has grown past the
  * size, as it does when the agent frees a large block. Sized for the
- * maps' max_entries, these arrays are mostly never touched.
+ * maps' max_entries, these arrays are mostly never touched (so no swap or
+ * commit is reserved for all of them: MAP_NORESERVE).
  */
 static void *zarray(size_t n, size_t esz)
 {
-	void *p = mmap(NULL, n * esz, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *p = mmap(NULL, n * esz, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
 	return p == MAP_FAILED ? NULL : p;
 }
