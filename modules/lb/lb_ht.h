@@ -32,20 +32,10 @@ struct lb_ht {
 	size_t nb, n, koff, ksz;
 };
 
-static inline uint32_t lb_hash_bytes(const void *p, size_t n)
-{
-	const uint8_t *s = p;
-	uint32_t h = 2166136261u;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ s[i]) * 16777619u;
-	return h ^ (h >> 15);
-}
-
 /*
- * Fixed-size keys (frontend and backend addresses, 20 bytes) are hashed a
- * word at a time: a sync hashes every backend, and a byte loop was a
- * visible share of it.
+ * Keys are hashed a word at a time: a sync hashes every backend address
+ * (20 bytes) and two or three "ns/name" keys per service, and a byte loop
+ * was a visible share of both.
  */
 static inline uint32_t lb_hash_words(const void *p, size_t n)
 {
@@ -75,7 +65,8 @@ static inline uint32_t lb_hash_words(const void *p, size_t n)
 
 static inline uint32_t lb_ht_hash(const struct lb_ht *t, const void *key, size_t len)
 {
-	return t->ksz && t->ksz != LB_HT_STR ? lb_hash_words(key, len) : lb_hash_bytes(key, len);
+	(void)t;
+	return lb_hash_words(key, len);
 }
 
 static inline const void *lb_node_key(const struct lb_ht *t, const struct lb_node *n)
