@@ -171,11 +171,15 @@ struct lb_maps {
 	uint32_t *be_mark[2];  /* slot planning's marks (plan_slots) */
 	/*
 	 * Backends by address: open addressing with linear probing; a slot is
-	 * the key's hash << 32 | family << 31 | id (0: empty). A sync looks up
-	 * every backend, most of them new: a miss costs one cache line and no
-	 * backend entry.
+	 * tag << 26 | family << 25 | id (0: empty), the tag six bits of the
+	 * key's hash that its slot does not depend on. A sync looks up every
+	 * backend, most of them new: a miss costs one cache line, and a tag
+	 * that matches another backend's (one probe in 64) a look at that
+	 * backend's map entry. Four bytes a slot, as a fresh page is what a
+	 * large sync waits on (a million backends: 5.3 MB); what needs the
+	 * whole hash (growing, removing) works it out from the entry.
 	 */
-	uint64_t *bi;
+	uint32_t *bi;
 	uint32_t bi_cap, bi_n;
 	struct lb_ids be_ids[2], rn_ids;
 	struct lb_buddy slots_bd;
@@ -431,27 +435,45 @@ static inline uint32_t bi_next(uint32_t i, uint32_t cap)
 	return i + 1 == cap ? 0 : i + 1;
 }
 
+#define BI_ID_BITS 25 /* ids index arrays of at most 1 << 25 entries (lb_maps_new) */
+#define BI_ID_MASK ((1u << BI_ID_BITS) - 1)
+#define BI_TAG(h) ((uint32_t)(h) & 63u) /* low bits: bi_home() takes the high ones */
+
+static uint32_t bi_slot(uint32_t h, int f, uint32_t id)
+{
+	return BI_TAG(h) << (BI_ID_BITS + 1) | (uint32_t)f << BI_ID_BITS | id;
+}
+
+/* A slot's whole hash, from its backend's map entry (which holds the address). */
+static uint32_t bi_slot_hash(const struct lb_maps *m, uint32_t v)
+{
+	struct l4key k;
+
+	be_key(m, (int)(v >> BI_ID_BITS) & 1, v & BI_ID_MASK, &k);
+	return be_hash(&k);
+}
+
 /* The id of the backend at k (hash h) in the family's index, or 0. */
 static uint32_t bi_find(const struct lb_maps *m, const struct l4key *k, uint32_t h)
 {
 	int f = fam_idx(k->family);
+	uint32_t want = bi_slot(h, f, 0);
 
 	if (!m->bi)
 		return 0;
 	for (uint32_t i = bi_home(h, m->bi_cap);; i = bi_next(i, m->bi_cap)) {
-		uint64_t v = m->bi[i];
-		uint32_t id = (uint32_t)v & 0x7fffffffu;
+		uint32_t v = m->bi[i];
 
 		if (!v)
 			return 0;
-		if ((uint32_t)(v >> 32) == h && (int)((v >> 31) & 1) == f && be_key_eq(m, f, id, k))
-			return id;
+		if ((v & ~BI_ID_MASK) == want && be_key_eq(m, f, v & BI_ID_MASK, k))
+			return v & BI_ID_MASK;
 	}
 }
 
-static void bi_put(uint64_t *bi, uint32_t cap, uint64_t v)
+static void bi_put(uint32_t *bi, uint32_t cap, uint32_t v, uint32_t h)
 {
-	uint32_t i = bi_home((uint32_t)(v >> 32), cap);
+	uint32_t i = bi_home(h, cap);
 
 	while (bi[i])
 		i = bi_next(i, cap);
@@ -466,20 +488,20 @@ static void bi_put(uint64_t *bi, uint32_t cap, uint64_t v)
 static int bi_reserve(struct lb_maps *m, size_t n)
 {
 	size_t cap = m->bi ? m->bi_cap : 0, ncap;
-	uint64_t *nb;
+	uint32_t *nb;
 
 	if (cap && cap * 3 >= 4 * n)
 		return 0;
 	ncap = (4 * n + 2) / 3 + 1;
 	if (ncap < 2 * cap)
 		ncap = 2 * cap;
-	ncap = (ncap + 511) & ~(size_t)511; /* whole pages */
+	ncap = (ncap + 1023) & ~(size_t)1023; /* whole pages */
 	if (ncap > (1ull << 31) || !(nb = calloc(ncap, sizeof(*nb))))
 		return -ENOMEM;
 	lb_populate_zeroed(nb, ncap * sizeof(*nb));
 	for (size_t i = 0; i < cap; i++)
 		if (m->bi[i])
-			bi_put(nb, (uint32_t)ncap, m->bi[i]);
+			bi_put(nb, (uint32_t)ncap, m->bi[i], bi_slot_hash(m, m->bi[i]));
 	free(m->bi);
 	m->bi = nb;
 	m->bi_cap = (uint32_t)ncap;
@@ -492,7 +514,7 @@ static int bi_insert(struct lb_maps *m, int f, uint32_t id, uint32_t h)
 
 	if ((r = bi_reserve(m, (size_t)m->bi_n + 1)) < 0)
 		return r;
-	bi_put(m->bi, m->bi_cap, (uint64_t)h << 32 | (uint64_t)f << 31 | id);
+	bi_put(m->bi, m->bi_cap, bi_slot(h, f, id), h);
 	m->bi_n++;
 	return 0;
 }
@@ -504,12 +526,11 @@ static int bi_insert(struct lb_maps *m, int f, uint32_t id, uint32_t h)
 static void bi_remove(struct lb_maps *m, int f, uint32_t id)
 {
 	struct l4key k;
-	uint32_t h, i, j;
-	uint64_t want;
+	uint32_t h, i, j, want;
 
 	be_key(m, f, id, &k);
 	h = be_hash(&k);
-	want = (uint64_t)h << 32 | (uint64_t)f << 31 | id;
+	want = bi_slot(h, f, id);
 	i = bi_home(h, m->bi_cap);
 
 	while (m->bi[i] && m->bi[i] != want)
@@ -519,7 +540,7 @@ static void bi_remove(struct lb_maps *m, int f, uint32_t id)
 	m->bi[i] = 0;
 	m->bi_n--;
 	for (j = bi_next(i, m->bi_cap); m->bi[j]; j = bi_next(j, m->bi_cap)) {
-		uint32_t home = bi_home((uint32_t)(m->bi[j] >> 32), m->bi_cap);
+		uint32_t home = bi_home(bi_slot_hash(m, m->bi[j]), m->bi_cap);
 
 		/* Moves into the hole unless its home lies cyclically in (i, j]. */
 		if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
@@ -690,6 +711,10 @@ int lb_maps_new(const int fd[LBM_N], const uint32_t max[LBM_N], struct lb_maps *
 	for (size_t i = 0; i < sizeof(arrays) / sizeof(arrays[0]); i++)
 		if ((r = arr_size(m, arrays[i])) < 0)
 			goto fail;
+	/* The backend index keeps ids in BI_ID_BITS (backends_max is at most 1 << 24). */
+	r = -E2BIG;
+	if (m->max[LBM_BE4] > BI_ID_MASK + 1u || m->max[LBM_BE6] > BI_ID_MASK + 1u)
+		goto fail;
 	r = -ENOMEM;
 	for (int f = 0; f < 2; f++) {
 		uint32_t n = m->max[f ? LBM_BE6 : LBM_BE4];
