@@ -179,7 +179,7 @@ static inline void *lb_populate_worker(void *arg)
 
 /*
  * From this size on, two threads bring a table in: a sync sizes the
- * backend index for all its backends at once (16 MB at a million), and a
+ * backend index for all its backends at once (5.3 MB at a million), and a
  * fresh page costs this VM's host a fault too -- tens of milliseconds
  * that the claims would otherwise wait for with the other CPU idle.
  */
