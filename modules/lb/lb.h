@@ -68,24 +68,40 @@ struct lb_sl {
 	char key[];
 };
 
+/*
+ * Why a service's last change was refused, on lb.errs while it is: a
+ * record only refused services have (a sync of 100k services allocates
+ * none), not three pointers in every service.
+ */
+struct lb_sverr {
+	char *msg;
+	struct lb_sv *sv;
+	struct lb_sverr *next, *prev;
+};
+
 /* A service, keyed "ns/name": exists while its Service or a slice of it does. */
 struct lb_sv {
 	struct lb_node n;
 	struct lb_svc_spec *spec; /* the Service, parsed, or NULL */
 	struct lb_sl **sl;	  /* its slices: sl_in while there is one (most services) */
 	struct lb_sl *sl_in[1];
-	size_t n_sl, cap_sl;
+	uint32_t n_sl, cap_sl;
 	/*
 	 * The Service the maps hold a translation of (the last successful set;
 	 * a reference), or NULL: lb_svc_view() of it is that translation less
 	 * its backends, which the writer holds.
 	 */
 	struct lb_svc_spec *cur;
-	char *error;		  /* why the last change was refused, or NULL */
-	bool dirty; /* in lb.dirty */
-	struct lb_sv *enext, *eprev; /* in lb.errs while error is set */
+	struct lb_sverr *err; /* refused, or NULL */
+	bool dirty;	      /* in lb.dirty */
 	char key[];
 };
+
+/* Why the service's last change was refused, or NULL. */
+static inline const char *lb_sv_error(const struct lb_sv *sv)
+{
+	return sv->err ? sv->err->msg : NULL;
+}
 
 struct lb {
 	struct axn_mod *self;
@@ -114,7 +130,7 @@ struct lb {
 	 * what exists: the refused services (retried when room comes back) and
 	 * the counts behind the metrics.
 	 */
-	struct lb_sv *errs;
+	struct lb_sverr *errs;
 	size_t n_errors, n_svc_fe, n_fe;
 	size_t n_grace_waits; /* refused in this flush only until the grace period ends */
 

@@ -73,8 +73,8 @@ static int add_fe(struct lb *lb, struct lb_sv *sv, const struct lb_svc *s, const
 		json_object_set_new(it, "affinity_s", json_integer(s->affinity_timeout));
 	if (s->flags & LB_SVCF_ITP_LOCAL)
 		json_object_set_new(it, "traffic_policy", json_string("Local"));
-	if (sv->error)
-		json_object_set_new(it, "error", json_string(sv->error));
+	if (lb_sv_error(sv))
+		json_object_set_new(it, "error", json_string(lb_sv_error(sv)));
 	return json_array_append_new(items, it) ? -ENOMEM : 0;
 }
 
@@ -101,9 +101,10 @@ static int api_services(struct axn_mod *self, const json_t *req, json_t **ret_re
 		for (size_t i = 0; i < v.n_fe && !r; i++)
 			r = add_fe(lb, sv, &v, &v.fe[i], items);
 		/* Refused before it ever got in: still listed, with why. */
-		if (!r && sv->error && !v.n_fe)
+		if (!r && lb_sv_error(sv) && !v.n_fe)
 			r = json_array_append_new(items, json_pack("{s:s, s:s, s:s}", "frontend", "-",
-								  "service", sv->key, "error", sv->error))
+								  "service", sv->key, "error",
+								  lb_sv_error(sv)))
 				    ? -ENOMEM
 				    : 0;
 		if (!r && all && v.skipped)

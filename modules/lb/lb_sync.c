@@ -116,7 +116,10 @@ static void sv_free(struct lb *lb, struct lb_sv *sv)
 	(void)lb;
 	lb_svc_spec_unref(sv->spec);
 	lb_svc_spec_unref(sv->cur);
-	free(sv->error);
+	if (sv->err) {
+		free(sv->err->msg);
+		free(sv->err);
+	}
 	if (sv->sl != sv->sl_in)
 		free(sv->sl);
 	free(sv);
@@ -603,7 +606,7 @@ static void drop_events(struct lb *lb)
 static void set_health(struct lb *lb)
 {
 	struct axn_mod *self = lb->self;
-	const char *first = lb->errs ? lb->errs->error : NULL;
+	const char *first = lb->errs ? lb->errs->msg : NULL;
 	size_t n = lb->n_errors;
 	char reason[512];
 
@@ -647,25 +650,40 @@ static void sv_account(struct lb *lb, struct lb_sv *sv, int sign)
 /* err (malloc'd, taken) or NULL: the service is refused, or not any more. */
 static void sv_set_error(struct lb *lb, struct lb_sv *sv, char *err)
 {
-	if (sv->error && !err) {
-		if (sv->eprev)
-			sv->eprev->enext = sv->enext;
+	struct lb_sverr *e = sv->err;
+
+	if (!err) {
+		if (!e)
+			return;
+		if (e->prev)
+			e->prev->next = e->next;
 		else
-			lb->errs = sv->enext;
-		if (sv->enext)
-			sv->enext->eprev = sv->eprev;
-		sv->enext = sv->eprev = NULL;
+			lb->errs = e->next;
+		if (e->next)
+			e->next->prev = e->prev;
+		free(e->msg);
+		free(e);
+		sv->err = NULL;
 		lb->n_errors--;
-	} else if (!sv->error && err) {
-		sv->eprev = NULL;
-		sv->enext = lb->errs;
-		if (lb->errs)
-			lb->errs->eprev = sv;
-		lb->errs = sv;
-		lb->n_errors++;
+		return;
 	}
-	free(sv->error);
-	sv->error = err;
+	if (e) {
+		free(e->msg);
+		e->msg = err;
+		return;
+	}
+	if (!(e = malloc(sizeof(*e)))) {
+		/* Logged by the caller; only the retry when room comes back is lost. */
+		axn_err(lb->self, "service %s: out of memory keeping why it was refused", sv->key);
+		free(err);
+		return;
+	}
+	*e = (struct lb_sverr){.msg = err, .sv = sv, .next = lb->errs};
+	if (lb->errs)
+		lb->errs->prev = e;
+	lb->errs = e;
+	sv->err = e;
+	lb->n_errors++;
 }
 
 /* A dirty service's Service and slices -> what it wants in the maps (NULL: nothing). Pure. */
@@ -831,7 +849,7 @@ static int sv_apply(struct lb *lb, struct lb_sv *sv, struct lb_svc *next, int rt
 		if (r == -ENOSPC && lb_maps_quarantined(lb->maps)) {
 			lb->n_grace_waits++;
 			axn_log(self, AXN_LOG_DEBUG, "service %s: %s", sv->key, err ? err : "");
-		} else if (!sv->error || !err || strcmp(sv->error, err)) {
+		} else if (!lb_sv_error(sv) || !err || strcmp(lb_sv_error(sv), err)) {
 			axn_err(self, "service %s: %s", sv->key, err ? err : strerror(-r));
 		}
 		if (r == -ENOSPC)
@@ -841,7 +859,7 @@ static int sv_apply(struct lb *lb, struct lb_sv *sv, struct lb_svc *next, int rt
 		lb_svc_free(next);
 		return 0;
 	}
-	if (sv->error)
+	if (sv->err)
 		axn_info(self, "service %s: programmed now", sv->key);
 	sv_set_error(lb, sv, NULL);
 	if (next && next->warning &&
@@ -1074,8 +1092,8 @@ translated:
 		/* Space or a frontend was freed: refused services get another chance, once. */
 		if (pass || !lb_maps_take_released(lb->maps))
 			break;
-		for (struct lb_sv *sv = lb->errs; sv; sv = sv->enext)
-			sv_dirty(lb, sv);
+		for (struct lb_sverr *e = lb->errs; e; e = e->next)
+			sv_dirty(lb, e->sv);
 		if (!lb->n_dirty)
 			break;
 	}
