@@ -277,10 +277,28 @@ struct lb_slice_addr {
 struct lb_slice {
 	uint8_t family; /* 4, 6, or 0 (FQDN or unknown: never used) */
 	uint8_t alen;
-	size_t n_ports, n_addrs;
-	struct lb_slice_port *ports;
-	uint8_t *addr, *cond;
+	/* The API allows 100 ports and 1000 endpoints a slice. */
+	uint32_t n_ports, n_addrs, pad;
+	/* Then, in the block: ports, addresses, conditions (sl_ports() ...), no pointers kept. */
 };
+
+static inline struct lb_slice_port *sl_ports(const struct lb_slice *sl)
+{
+	return (struct lb_slice_port *)(sl + 1);
+}
+
+static inline uint8_t *sl_addr(const struct lb_slice *sl)
+{
+	return (uint8_t *)(sl_ports(sl) + sl->n_ports);
+}
+
+static inline uint8_t *sl_cond(const struct lb_slice *sl)
+{
+	return sl_addr(sl) + (size_t)sl->n_addrs * sl->alen;
+}
+
+_Static_assert(sizeof(struct lb_slice) % _Alignof(struct lb_slice_port) == 0,
+	       "the ports follow the header");
 
 #define LB_SA_READY 0x1u
 #define LB_SA_SERVING 0x2u
@@ -290,11 +308,11 @@ struct lb_slice {
 /* Address i of a parsed slice, unpacked. */
 static void slice_addr(const struct lb_slice *sl, size_t i, struct lb_slice_addr *a)
 {
-	uint8_t c = sl->cond[i];
+	uint8_t c = sl_cond(sl)[i];
 
 	memset(&a->ip, 0, sizeof(a->ip));
 	a->ip.family = sl->family;
-	memcpy(a->ip.a, sl->addr + i * sl->alen, sl->alen);
+	memcpy(a->ip.a, sl_addr(sl) + i * sl->alen, sl->alen);
 	a->ready = !!(c & LB_SA_READY);
 	a->serving = !!(c & LB_SA_SERVING);
 	a->terminating = !!(c & LB_SA_TERMINATING);
@@ -553,28 +571,27 @@ int lb_slice_parse(const struct lb_translate_conf *conf, const json_t *slice,
 			goto out;
 	}
 	alen = family == 6 ? 16 : 4;
-	sl = malloc(sizeof(*sl) + vp.n * sizeof(*sl->ports) + va.n * (alen + 1u) + names);
+	if (vp.n > UINT32_MAX || va.n > UINT32_MAX) /* nothing the API lets through */
+		goto out;
+	sl = malloc(sizeof(*sl) + vp.n * sizeof(struct lb_slice_port) + va.n * (alen + 1u) + names);
 	if (!sl)
 		goto out;
 	sl->family = family;
 	sl->alen = alen;
-	sl->n_ports = vp.n;
-	sl->n_addrs = va.n;
-	sl->ports = (struct lb_slice_port *)(sl + 1);
-	sl->addr = (uint8_t *)(sl->ports + vp.n);
-	sl->cond = sl->addr + va.n * alen;
-	memcpy(sl->ports, vp.v, vp.n * sizeof(*sl->ports));
+	sl->n_ports = (uint32_t)vp.n;
+	sl->n_addrs = (uint32_t)va.n;
+	memcpy(sl_ports(sl), vp.v, vp.n * sizeof(struct lb_slice_port));
 	for (i = 0; i < va.n; i++) {
 		const struct lb_slice_addr *a = (const struct lb_slice_addr *)va.v + i;
 
-		memcpy(sl->addr + i * alen, a->ip.a, alen);
-		sl->cond[i] = (uint8_t)((a->ready ? LB_SA_READY : 0) | (a->serving ? LB_SA_SERVING : 0) |
+		memcpy(sl_addr(sl) + i * alen, a->ip.a, alen);
+		sl_cond(sl)[i] = (uint8_t)((a->ready ? LB_SA_READY : 0) | (a->serving ? LB_SA_SERVING : 0) |
 					(a->terminating ? LB_SA_TERMINATING : 0) |
 					(a->local ? LB_SA_LOCAL : 0));
 	}
-	pool = (char *)(sl->cond + va.n);
+	pool = (char *)(sl_cond(sl) + va.n);
 	for (i = 0; i < vp.n; i++)
-		sl->ports[i].name = pool_put(&pool, sl->ports[i].name);
+		sl_ports(sl)[i].name = pool_put(&pool, sl_ports(sl)[i].name);
 	*ret_slice = sl;
 	r = 0;
 out:
@@ -971,7 +988,7 @@ static void cands_reset(struct cands *c)
 static int slice_port(const struct lb_slice *sl, const char *name, uint8_t proto)
 {
 	for (size_t i = 0; i < sl->n_ports; i++) {
-		const struct lb_slice_port *p = &sl->ports[i];
+		const struct lb_slice_port *p = &sl_ports(sl)[i];
 
 		if (p->proto != proto || strcmp(p->name ? p->name : "", name))
 			continue;
@@ -995,7 +1012,7 @@ static int collect(const struct lb_fe *fe, const struct lb_slice *const *slices,
 		for (size_t i = 0; i < sl->n_addrs; i++) {
 			struct lb_slice_addr a;
 
-			if (local_only && !(sl->cond[i] & LB_SA_LOCAL))
+			if (local_only && !(sl_cond(sl)[i] & LB_SA_LOCAL))
 				continue;
 			slice_addr(sl, i, &a);
 			if ((r = cands_add(out, &a, (uint16_t)port)) < 0)
