@@ -244,16 +244,28 @@ struct lb_svc_spec {
 	 * second thread while this one takes references for what it keeps.
 	 */
 	atomic_uint refs;
-	char *ns, *name; /* in the block */
+	uint32_t n_fe;
+	char *ns, *name;     /* in the block */
+	const char *skipped; /* a constant string */
+	char *warning;	     /* malloc'd */
+	uint32_t flags, affinity_timeout;
 	char type[LB_SVC_TYPE_LEN];
 	uint8_t algorithm;
 	bool publish_not_ready;
-	uint32_t flags, affinity_timeout;
-	const char *skipped; /* a constant string */
-	char *warning;	     /* malloc'd */
-	size_t n_fe;
-	struct lb_fe *fe; /* in the block; no backends (be NULL, n_be 0), port_name in the block */
+	/*
+	 * Then, in the block, the n_fe frontends (spec_fe(): no backends -- be
+	 * NULL, n_be 0 -- port_name in the block) and the names. A node keeps
+	 * one of these per Service: packed, no pointer kept to what follows.
+	 */
 };
+
+#define LB_SPEC_FE_OFF                                                                    \
+	((sizeof(struct lb_svc_spec) + _Alignof(struct lb_fe) - 1) & ~(_Alignof(struct lb_fe) - 1))
+
+static inline struct lb_fe *spec_fe(const struct lb_svc_spec *spec)
+{
+	return (struct lb_fe *)((char *)spec + LB_SPEC_FE_OFF);
+}
 
 /* One port of a slice: name NULL when unnamed; port 0 when the number is invalid. */
 struct lb_slice_port {
@@ -355,7 +367,7 @@ void lb_svc_view(const struct lb_svc_spec *spec, struct lb_svc *ret)
 		.skipped = (char *)spec->skipped,
 		.warning = spec->warning,
 		.n_fe = spec->n_fe,
-		.fe = spec->fe, /* as translated, less the backends (be NULL, n_be 0) */
+		.fe = spec_fe(spec), /* as translated, less the backends (be NULL, n_be 0) */
 		.spec = (struct lb_svc_spec *)spec,
 	};
 	memcpy(ret->type, spec->type, sizeof(ret->type));
@@ -723,7 +735,7 @@ int lb_service_parse(const struct lb_translate_conf *conf, const json_t *svc,
 	const json_t *ports = NULL, *cips = NULL, *eips = NULL, *aff_conf = NULL;
 	const char *name = NULL, *ns = NULL, *type = NULL, *cip = NULL, *aff = NULL, *itp = NULL;
 	const char *k, *v, *skipped;
-	struct lb_fe fe_buf[8];
+	struct lb_fe fe_buf[8], *fes;
 	struct lb_svc_spec *s;
 	struct vec l;
 	char *warning = NULL, *pool;
@@ -832,21 +844,25 @@ int lb_service_parse(const struct lb_translate_conf *conf, const json_t *svc,
 	names = slen(name) + slen(ns ? ns : "default");
 	for (size_t i = 0; i < l.n; i++)
 		names += slen(((struct lb_fe *)l.v)[i].port_name);
-	s = malloc(sizeof(*s) + l.n * sizeof(*s->fe) + names);
+	if (l.n > UINT32_MAX) { /* frontends = addresses x ports: nothing a Service can have */
+		r = -ENOMEM;
+		goto fail;
+	}
+	s = malloc(LB_SPEC_FE_OFF + l.n * sizeof(struct lb_fe) + names);
 	if (!s) {
 		r = -ENOMEM;
 		goto fail;
 	}
 	memset(s, 0, sizeof(*s));
 	atomic_init(&s->refs, 1);
-	s->fe = (struct lb_fe *)(s + 1);
-	s->n_fe = l.n;
-	memcpy(s->fe, l.v, l.n * sizeof(*s->fe));
-	pool = (char *)(s->fe + l.n);
+	s->n_fe = (uint32_t)l.n;
+	fes = spec_fe(s);
+	memcpy(fes, l.v, l.n * sizeof(*fes));
+	pool = (char *)(fes + l.n);
 	s->name = pool_put(&pool, name);
 	s->ns = pool_put(&pool, ns ? ns : "default");
 	for (size_t i = 0; i < l.n; i++)
-		s->fe[i].port_name = pool_put(&pool, s->fe[i].port_name);
+		fes[i].port_name = pool_put(&pool, fes[i].port_name);
 	/* As snprintf "%s" would (cut to fit), without its cost. */
 	type = type ? type : "ClusterIP";
 	memcpy(s->type, type, strnlen(type, sizeof(s->type) - 1));
@@ -1091,9 +1107,9 @@ int lb_translate_parsed(const struct lb_svc_spec *spec, const struct lb_slice *c
 		goto out;
 	}
 	for (size_t i = 0; i < spec->n_fe; i++) {
-		bool local = (spec->flags & LB_SVCF_ITP_LOCAL) && spec->fe[i].type == LB_FE_CLUSTERIP;
+		bool local = (spec->flags & LB_SVCF_ITP_LOCAL) && spec_fe(spec)[i].type == LB_FE_CLUSTERIP;
 
-		fe[i] = spec->fe[i];
+		fe[i] = spec_fe(spec)[i];
 		cands_reset(&c);
 		if ((r = collect(&fe[i], slices, n_slices, local, &c)) < 0 ||
 		    (r = select_backends(&fe[i], &c, spec->publish_not_ready, &bes)) < 0)
