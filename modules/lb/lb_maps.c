@@ -186,7 +186,8 @@ struct lb_maps {
 	struct qlist q[2]; /* [0]: since the last grace, [1]: before it */
 	uint32_t q_be[2];  /* backend ids of each family among them (not in the maps any more) */
 	struct fe_ent *fdirty;
-	uint32_t n_fdirty; /* entries on fdirty */
+	uint32_t n_fdirty;	 /* entries on fdirty */
+	uint32_t n_fdirty_f[2]; /* of them, per family */
 	uint32_t bdirty[2];
 	/* Backend state changes of the claim in progress (lb_maps_service_set): undone if it fails. */
 	struct be_undo *undo;
@@ -336,6 +337,7 @@ static void fe_dirty(struct lb_maps *m, struct fe_ent *e)
 	e->dnext = m->fdirty;
 	m->fdirty = e;
 	m->n_fdirty++;
+	m->n_fdirty_f[fam_idx(e->k.family)]++;
 }
 
 static void be_dirty(struct lb_maps *m, struct be_ent *b, int f, uint32_t id)
@@ -1969,6 +1971,18 @@ static void *stream_worker(void *arg)
 {
 	struct stream *s = arg;
 
+	/*
+	 * Nothing is published yet: meanwhile, bring in the arrays the planning
+	 * fills (reserved for every dirty master of each family), so that the
+	 * planning thread does not stop at each of their fresh pages.
+	 */
+	for (int f = 0; f < 2; f++) {
+		const struct ops *o = &s->p->master_up[f];
+
+		(void)lb_populate(o->k, (size_t)o->cap * o->ksz);
+		(void)lb_populate(o->v, (size_t)o->cap * o->vsz);
+	}
+
 	while (!stream_over(s))
 		if (!stream_one(s, 1))
 			sched_yield(); /* the planning is behind */
@@ -2093,8 +2107,9 @@ int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st)
 			}
 		}
 	/* Many frontends: their masters are written while the rest is planned (struct stream). */
-	if (m->n_fdirty >= STEP_PARALLEL_MIN && ops_reserve(&p.master_up[0], m->n_fdirty) == 0 &&
-	    ops_reserve(&p.master_up[1], m->n_fdirty) == 0) {
+	if (m->n_fdirty >= STEP_PARALLEL_MIN &&
+	    ops_reserve(&p.master_up[0], m->n_fdirty_f[0]) == 0 &&
+	    ops_reserve(&p.master_up[1], m->n_fdirty_f[1]) == 0) {
 		memset(&s, 0, sizeof(s));
 		s.m = m;
 		s.p = &p;
@@ -2156,7 +2171,7 @@ int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st)
 
 	/* 4. What nothing points at any more. */
 	m->fdirty = NULL;
-	m->n_fdirty = 0;
+	m->n_fdirty = m->n_fdirty_f[0] = m->n_fdirty_f[1] = 0;
 	for (struct fe_ent *e = fes, *next; e; e = next) {
 		next = e->dnext;
 		e->dirty = false;
