@@ -1514,6 +1514,8 @@ int lb_maps_service_set(struct lb_maps *m, const char *owner, const struct lb_sv
 struct ops {
 	char *k, *v;
 	uint32_t n, cap, ksz, vsz;
+	/* Another thread reads k and v (a streamed flush): full is an error, not a move. */
+	bool fixed;
 };
 
 /* Room for n entries, so that ops_add() moves nothing (another thread reads them). */
@@ -1539,8 +1541,12 @@ static int ops_add(struct ops *o, const void *k, const void *v)
 {
 	int r;
 
-	if (o->n == o->cap && (r = ops_reserve(o, o->cap ? o->cap * 2 : 256)) < 0)
-		return r;
+	if (o->n == o->cap) {
+		if (o->fixed)
+			return -EOVERFLOW;
+		if ((r = ops_reserve(o, o->cap ? o->cap * 2 : 256)) < 0)
+			return r;
+	}
 	memcpy(o->k + (size_t)o->n * o->ksz, k, o->ksz);
 	if (o->vsz)
 		memcpy(o->v + (size_t)o->n * o->vsz, v, o->vsz);
@@ -2114,6 +2120,8 @@ int lb_maps_flush(struct lb_maps *m, struct lb_flush_stats *ret_st)
 		s.m = m;
 		s.p = &p;
 		streaming = lb_thread_spawn(&s.t, stream_worker, &s);
+		/* Reserved for every dirty frontend of the family: never moved while streamed. */
+		p.master_up[0].fixed = p.master_up[1].fixed = streaming;
 	}
 	for (struct fe_ent *e = fes; e; e = e->dnext) {
 		if ((rp = plan_fe(m, &p, e, &st)) < 0)

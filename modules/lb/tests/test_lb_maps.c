@@ -1239,6 +1239,275 @@ static void test_adopt_stale_range(void **state)
 	lb_svc_free(a);
 }
 
+
+/* --- backend index stress (growth, backward-shift removal, adoption) --- */
+#define BI_P 6000   /* pool per family */
+#define BI_S 40	    /* services */
+#define BI_MAXN 700 /* backends per service */
+
+static void bi_addr(char *a, size_t len, int v6, int b)
+{
+	if (v6)
+		snprintf(a, len, "fd00:3::%x:%x", b >> 8, b & 255);
+	else
+		snprintf(a, len, "10.3.%d.%d", b >> 8, (b & 255));
+}
+
+static struct lb_svc *bi_svc(int i, const int *idx, int n, int port)
+{
+	struct lb_translate_conf conf = {.default_algorithm = LB_ALG_RANDOM};
+	char name[16], ip[32];
+	json_t *s, *sl, *eps = json_array();
+	const json_t *sls[1];
+	struct lb_svc *out;
+	int v6 = i % 2;
+
+	snprintf(name, sizeof(name), "b%d", i);
+	snprintf(ip, sizeof(ip), v6 ? "fd00:98::%x" : "10.98.0.%d", i + 1);
+	for (int k = 0; k < n; k++) {
+		char a[48];
+
+		bi_addr(a, sizeof(a), v6, idx[k]);
+		json_array_append_new(eps, json_pack("{s:[s]}", "addresses", a));
+	}
+	s = lbt_service("ns", name, ip, 80, "TCP", NULL);
+	sl = json_pack("{s:{s:s, s:s, s:{s:s}}, s:s, s:[{s:s, s:i, s:s}], s:o}", "metadata",
+		       "name", name, "namespace", "ns", "labels", "kubernetes.io/service-name", name,
+		       "addressType", v6 ? "IPv6" : "IPv4", "ports", "name", "p", "port", port,
+		       "protocol", "TCP", "endpoints", eps);
+	sls[0] = sl;
+	assert_int_equal(lb_translate(&conf, s, sls, 1, &out), 0);
+	json_decref(s);
+	json_decref(sl);
+	return out;
+}
+
+static void bi_check(struct fx *fx, struct lb_svc *const *cur, const char *when, int round)
+{
+	static unsigned char ref[2][BI_P][2];
+	uint32_t n_ref[2] = {0};
+
+	memset(ref, 0, sizeof(ref));
+	for (int i = 0; i < BI_S; i++)
+		for (size_t j = 0; cur[i] && j < cur[i]->n_fe; j++)
+			for (size_t b = 0; b < cur[i]->fe[j].n_be; b++) {
+				const struct lb_be *be = &cur[i]->fe[j].be[b];
+				int f = be->ip.family == 6;
+				int x = f ? (be->ip.a[13] << 8 | be->ip.a[15]) : (be->ip.a[2] << 8 | be->ip.a[3]);
+				int pi = be->port == 8080 ? 0 : 1;
+
+				assert_true(x < BI_P);
+				if (!ref[f][x][pi]++)
+					n_ref[f]++;
+			}
+	for (int f = 0; f < 2; f++) {
+		for (int x = 0; x < BI_P; x++)
+			for (int pi = 0; pi < 2; pi++) {
+				char a[48];
+				struct lb_ip ip;
+				uint32_t id;
+				uint16_t port = pi ? 9090 : 8080;
+
+				bi_addr(a, sizeof(a), f, x);
+				assert_int_equal(lb_ip_parse(a, &ip), 0);
+				id = lb_maps_be_id(fx->m, &ip, port, IPPROTO_TCP);
+				if (!ref[f][x][pi]) {
+					if (id)
+						fail_msg("%s (round %d): %s:%u not used has id %u", when, round, a, port, id);
+					continue;
+				}
+				if (!id)
+					fail_msg("%s (round %d): %s:%u used, not found in the index", when, round, a, port);
+				if (f) {
+					struct lb6_backend v;
+
+					assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_BE6], &id, &v), 0);
+					assert_memory_equal(v.addr, ip.a, 16);
+					assert_int_equal(ntohs(v.port), port);
+				} else {
+					struct lb4_backend v;
+
+					assert_int_equal(bpf_map_lookup_elem(fx->fd[LBM_BE4], &id, &v), 0);
+					assert_memory_equal(&v.addr, ip.a, 4);
+					assert_int_equal(ntohs(v.port), port);
+				}
+			}
+		if (lbt_count(fx->fd[f ? LBM_BE6 : LBM_BE4]) != n_ref[f])
+			fail_msg("%s (round %d): %u entries in backends%d, %u used", when, round,
+				 lbt_count(fx->fd[f ? LBM_BE6 : LBM_BE4]), f ? 6 : 4, n_ref[f]);
+	}
+}
+
+static void test_backend_index_stress(void **state)
+{
+	struct fx *fx = *state;
+	struct lb_svc *cur[BI_S] = {0};
+	char *owner[BI_S];
+	static int idx[BI_MAXN];
+
+	NEED_ROOT(fx);
+	if (getenv("LB_MODEL_SEED"))
+		rnd_state = strtoull(getenv("LB_MODEL_SEED"), NULL, 0) * 2 + 1;
+	for (int i = 0; i < BI_S; i++)
+		assert_int_not_equal(asprintf(&owner[i], "ns/b%d", i), -1);
+	for (int round = 0; round < 60; round++) {
+		for (int c = 0; c < 8; c++) {
+			int i = (int)rnd(BI_S), n = (int)rnd(BI_MAXN);
+			struct lb_svc *next = NULL;
+			char *err = NULL;
+
+			if (rnd(6)) {
+				/* clustered picks: a random window of the pool */
+				int base = (int)rnd(BI_P - BI_MAXN);
+
+				for (int k = 0; k < n; k++)
+					idx[k] = base + k;
+				next = bi_svc(i, idx, n, rnd(4) ? 8080 : 9090);
+				if (rnd(2))
+					lb_maps_hash_backends(next);
+			}
+			if (lb_maps_service_set(fx->m, owner[i], cur[i], next, &err))
+				fail_msg("set: %s", err ? err : "?");
+			lb_svc_free(cur[i]);
+			cur[i] = next;
+		}
+		if (rnd(4) == 0) {
+			size_t nb[2] = {rnd(20000), rnd(20000)};
+
+			lb_maps_reserve(fx->m, 0, nb); /* grows the index (rehash from the map entries) */
+		}
+		assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
+		bi_check(fx, cur, "after a flush", round);
+		if (rnd(2) == 0)
+			lb_maps_grace(fx->m);
+		if (round % 9 == 8) {
+			/* restart, with a duplicate of some live backends at free ids (crash leftovers) */
+			for (int f = 0; f < 2; f++) {
+				for (uint32_t id = 1, dups = 0; id < 40000 && dups < 50; id++) {
+					union {
+						struct lb4_backend b4;
+						struct lb6_backend b6;
+					} v;
+					uint32_t to = 40000 + dups;
+
+					if (bpf_map_lookup_elem(fx->fd[f ? LBM_BE6 : LBM_BE4], &id, &v) ||
+					    !(f ? v.b6.proto : v.b4.proto) || rnd(3))
+						continue;
+					if (rnd(2)) { /* an empty id below it: the copy wins adoption */
+						for (uint32_t t = id - 1; t > 0; t--) {
+							union {
+								struct lb4_backend b4;
+								struct lb6_backend b6;
+							} w;
+
+							if (bpf_map_lookup_elem(fx->fd[f ? LBM_BE6 : LBM_BE4], &t, &w) == 0 &&
+							    !(f ? w.b6.proto : w.b4.proto)) {
+								to = t;
+								break;
+							}
+						}
+					}
+					assert_int_equal(bpf_map_update_elem(fx->fd[f ? LBM_BE6 : LBM_BE4], &to, &v, BPF_ANY), 0);
+					dups++;
+				}
+			}
+			lb_maps_free(fx->m);
+			assert_int_equal(lb_maps_new(fx->fd, fx->max, &fx->m), 0);
+			assert_true(lb_maps_adopt(fx->m, NULL) >= 0);
+			for (int i = 0; i < BI_S; i++) {
+				char *err = NULL;
+
+				if (cur[i] && lb_maps_service_set(fx->m, owner[i], NULL, cur[i], &err))
+					fail_msg("restart: %s", err ? err : "");
+			}
+			assert_int_equal(lb_maps_prune(fx->m, NULL), 0);
+			bi_check(fx, cur, "after a restart", round);
+		}
+	}
+	for (int i = 0; i < BI_S; i++) {
+		char *err = NULL;
+
+		assert_int_equal(lb_maps_service_set(fx->m, owner[i], cur[i], NULL, &err), 0);
+		lb_svc_free(cur[i]);
+		cur[i] = NULL;
+		free(owner[i]);
+	}
+	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
+	bi_check(fx, cur, "at the end", -1);
+}
+
+static int setup_bi(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+
+	for (int i = 0; i < LBM_N; i++)
+		fx->max[i] = 65536;
+	fx->max[LBM_SLOTS] = 1 << 20;
+	return fx_start(state, fx, 0);
+}
+
+
+/* A streamed flush whose dirty frontends are (almost) all IPv6, twice, with a failed v4 flush between */
+static void test_streamed_v6_only(void **state)
+{
+	struct fx *fx = *state;
+	enum { N = 9000 };
+	static struct lb_svc *s1[N], *s2[N];
+	static char owner[N][32];
+	char name[32], ip[64];
+	struct lb_svc *v4[20];
+	char o4[20][32];
+
+	NEED_ROOT(fx);
+	for (int i = 0; i < N; i++) {
+		snprintf(name, sizeof(name), "v%d", i);
+		snprintf(owner[i], sizeof(owner[i]), "ns/v%d", i);
+		snprintf(ip, sizeof(ip), "fd00:96::%x", i + 1);
+		s1[i] = svc(name, ip, 1, 1 + i % 3, NULL);
+		s2[i] = svc(name, ip, 2, 1 + (i + 1) % 3, NULL);
+		set_ok(fx, owner[i], NULL, s1[i]);
+	}
+	/* a few v4 ones beyond what the kernel's lb4_services holds: the flush fails */
+	for (int i = 0; i < 20; i++) {
+		snprintf(name, sizeof(name), "f%d", i);
+		snprintf(o4[i], sizeof(o4[i]), "ns/f%d", i);
+		snprintf(ip, sizeof(ip), "10.96.0.%d", i + 1);
+		v4[i] = svc(name, ip, 3, 1, NULL);
+		set_ok(fx, o4[i], NULL, v4[i]);
+	}
+	assert_true(lb_maps_flush(fx->m, NULL) < 0);
+	/* the v4 ones go, the v6 change: still dirty from the failure, more dirtied */
+	for (int i = 0; i < 20; i++)
+		set_ok(fx, o4[i], v4[i], NULL);
+	for (int i = 0; i < N; i++)
+		set_ok(fx, owner[i], s1[i], s2[i]);
+	assert_int_equal(flush_until_ok(fx, 3), 0);
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC6]), N);
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC4]), 0);
+	for (int i = 0; i < N; i++)
+		check_backends(fx, s2[i]);
+	for (int i = 0; i < N; i++)
+		set_ok(fx, owner[i], s2[i], i % 2 ? s1[i] : NULL);
+	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
+	assert_int_equal(lbt_count(fx->fd[LBM_SVC6]), N / 2);
+	for (int i = 0; i < N; i++) {
+		lb_svc_free(s1[i]);
+		lb_svc_free(s2[i]);
+	}
+	for (int i = 0; i < 20; i++)
+		lb_svc_free(v4[i]);
+}
+
+static int setup_streamed_v6(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+
+	for (int i = 0; i < LBM_N; i++)
+		fx->max[i] = 65536;
+	fx->max[LBM_SVC4] = 10; /* the kernel's */
+	return fx_start(state, fx, 1000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1265,6 +1534,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_adopt_shared_revnat, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_wrong_revnat, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt_stale_range, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_backend_index_stress, setup_bi, teardown),
+		cmocka_unit_test_setup_teardown(test_streamed_v6_only, setup_streamed_v6, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

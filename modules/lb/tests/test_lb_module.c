@@ -535,12 +535,57 @@ static void test_big_sync(void **state)
 	assert_int_equal(axn_testhost_stop(fx->th), 0);
 }
 
+
+/* Several refused services; the middle one's record goes with it; the rest at teardown */
+static void test_refused_records(void **state)
+{
+	struct fx *fx = *state;
+	const char *reason = NULL;
+	json_t *resp = NULL;
+	char *err = NULL;
+
+	NEED_ROOT(fx);
+	assert_int_equal(axn_testhost_start(fx->th), 0);
+	assert_int_equal(axn_testhost_inject(fx->th, AXN_EV_SYNCED, NULL), 0);
+	put(fx, lbt_service("ns", "a", "10.96.0.1", 80, "TCP", NULL));
+	put(fx, lbt_slice("ns", "a", "sa", 0, "10.200.1.", 2, 12, 8080, "TCP", "testnode"));
+	run(fx);
+	for (int i = 0; i < 4; i++) {
+		char n[16], ip[32], sl[16], base[32];
+
+		snprintf(n, sizeof(n), "b%d", i);
+		snprintf(sl, sizeof(sl), "s%d", i);
+		snprintf(ip, sizeof(ip), "10.96.1.%d", i + 1);
+		snprintf(base, sizeof(base), "10.200.%d.", 10 + i);
+		put(fx, lbt_service("ns", n, ip, 80, "TCP", NULL));
+		put(fx, lbt_slice("ns", n, sl, 0, base, 2, 3 + i, 8080, "TCP", "testnode"));
+	}
+	run(fx);
+	assert_int_equal(axn_testhost_api_call(fx->th, "lb/services", NULL, &resp, &err), 0);
+	assert_int_equal(json_integer_value(json_object_get(resp, "refused")), 4);
+	json_decref(resp);
+	/* b2 changes (still refused: its record's message is replaced), b1 and b3 go */
+	put(fx, lbt_slice("ns", "b2", "s2", 0, "10.200.12.", 2, 9, 8080, "TCP", "testnode"));
+	del(fx, lbt_service("ns", "b1", "10.96.1.2", 80, "TCP", NULL));
+	del(fx, lbt_slice("ns", "b1", "s1", 0, "10.200.11.", 2, 4, 8080, "TCP", "testnode"));
+	del(fx, lbt_service("ns", "b3", "10.96.1.4", 80, "TCP", NULL));
+	del(fx, lbt_slice("ns", "b3", "s3", 0, "10.200.13.", 2, 6, 8080, "TCP", "testnode"));
+	run(fx);
+	assert_int_equal(axn_testhost_api_call(fx->th, "lb/services", NULL, &resp, &err), 0);
+	assert_int_equal(json_integer_value(json_object_get(resp, "refused")), 2);
+	json_decref(resp);
+	assert_int_equal(axn_testhost_state(fx->th, &reason), AXN_STATE_DEGRADED);
+	assert_non_null(strstr(reason, "ns/b"));
+	assert_int_equal(axn_testhost_stop(fx->th), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_store_to_maps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slice_moves_and_algorithm, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_map, setup_few_slots, teardown),
+		cmocka_unit_test_setup_teardown(test_refused_records, setup_few_slots, teardown),
 		cmocka_unit_test_setup_teardown(test_write_retry, setup_tiny_services, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_adopts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_sync, setup_big, teardown),

@@ -301,12 +301,78 @@ static void test_ip_helpers(void **state)
 	assert_int_equal(lb_alg_parse("x"), 0);
 }
 
+
+/* Layouts at the edges: v6 slices with many ports/endpoints, a port-less slice, frontend-less specs */
+static void test_layout_edges(void **state)
+{
+	struct lb_translate_conf conf = {.node_name = "n", .default_algorithm = LB_ALG_RANDOM};
+	json_t *ports = json_array(), *sports = json_array(), *eps = json_array(), *svc, *sl, *sl0, *hl;
+	struct lb_svc_spec *spec, *hspec;
+	struct lb_slice *ps[2];
+	struct lb_svc *out;
+	size_t total = 0;
+
+	(void)state;
+	for (int i = 0; i < 100; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "p%d", i);
+		json_array_append_new(ports, json_pack("{s:s, s:i, s:s}", "name", name, "port", 1000 + i, "protocol", i % 2 ? "UDP" : "TCP"));
+		json_array_append_new(sports, json_pack("{s:s, s:i, s:i, s:s}", "name", name, "port", 80 + i, "targetPort", 1000 + i, "protocol", i % 2 ? "UDP" : "TCP"));
+	}
+	for (int i = 0; i < 1000; i++) {
+		char a[48];
+
+		snprintf(a, sizeof(a), "fd00:1::%x", i + 1);
+		json_array_append_new(eps, json_pack("{s:[s], s:{s:b}}", "addresses", a, "conditions", "ready", i % 3 != 0));
+	}
+	svc = json_pack("{s:{s:s, s:s}, s:{s:s, s:[s], s:o}}", "metadata", "name", "s", "namespace", "ns",
+			"spec", "clusterIP", "fd00:96::1", "clusterIPs", "fd00:96::1", "ports", sports);
+	sl = json_pack("{s:{s:s, s:s, s:{s:s}}, s:s, s:o, s:o}", "metadata", "name", "a", "namespace", "ns",
+		       "labels", "kubernetes.io/service-name", "s", "addressType", "IPv6", "ports", ports, "endpoints", eps);
+	sl0 = json_pack("{s:{s:s, s:s, s:{s:s}}, s:s, s:[], s:[{s:[s]}]}", "metadata", "name", "b", "namespace", "ns",
+			"labels", "kubernetes.io/service-name", "s", "addressType", "IPv6", "ports", "endpoints", "addresses", "fd00:2::1");
+	assert_int_equal(lb_service_parse(&conf, svc, &spec), 0);
+	assert_int_equal(lb_slice_parse(&conf, sl, &ps[0], NULL), 0);
+	assert_int_equal(lb_slice_parse(&conf, sl0, &ps[1], NULL), 0);
+	assert_int_equal(lb_translate_parsed(spec, (const struct lb_slice *const *)ps, 2, &out), 0);
+	assert_int_equal(out->n_fe, 100);
+	for (size_t i = 0; i < out->n_fe; i++) {
+		assert_int_equal(out->fe[i].port, 80 + i);
+		assert_string_equal(out->fe[i].port_name, (char[16]){0} + 0 == NULL ? "" : out->fe[i].port_name);
+		for (size_t j = 0; j < out->fe[i].n_be; j++) {
+			assert_int_equal(out->fe[i].be[j].port, 1000 + i);
+			assert_int_equal(out->fe[i].be[j].ip.family, 6);
+		}
+		total += out->fe[i].n_be;
+	}
+	print_message("layout edges: %zu backends over %zu frontends\n", total, out->n_fe);
+	assert_true(total >= 100 * 666);
+	lb_svc_free(out);
+	hl = json_pack("{s:{s:s, s:s}, s:{s:s}}", "metadata", "name", "h", "namespace", "ns", "spec", "clusterIP", "None");
+	assert_int_equal(lb_service_parse(&conf, hl, &hspec), 0);
+	assert_int_equal(lb_translate_parsed(hspec, NULL, 0, &out), 0);
+	assert_int_equal(out->n_fe, 0);
+	assert_string_equal(out->name, "h");
+	assert_string_equal(out->ns, "ns");
+	lb_svc_free(out);
+	lb_svc_spec_unref(hspec);
+	lb_slice_free(ps[0]);
+	lb_slice_free(ps[1]);
+	lb_svc_spec_unref(spec);
+	json_decref(svc);
+	json_decref(sl);
+	json_decref(sl0);
+	json_decref(hl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_table),
 		cmocka_unit_test(test_no_name),
 		cmocka_unit_test(test_ip_helpers),
+		cmocka_unit_test(test_layout_edges),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
