@@ -270,6 +270,16 @@ static void test_slice_moves_and_algorithm(void **state)
 	assert_int_equal(axn_testhost_stop(fx->th), 0);
 }
 
+/* Started and synced, with service a (12 backends) holding all 16 slots of lb_slots. */
+static void start_with_a(struct fx *fx)
+{
+	assert_int_equal(axn_testhost_start(fx->th), 0);
+	assert_int_equal(axn_testhost_inject(fx->th, AXN_EV_SYNCED, NULL), 0);
+	put(fx, lbt_service("ns", "a", "10.96.0.1", 80, "TCP", NULL));
+	put(fx, lbt_slice("ns", "a", "sa", 0, "10.200.1.", 2, 12, 8080, "TCP", "testnode"));
+	run(fx);
+}
+
 static void test_full_map(void **state)
 {
 	struct fx *fx = *state;
@@ -281,11 +291,7 @@ static void test_full_map(void **state)
 
 	NEED_ROOT(fx);
 	/* lb_slots holds 16: a takes all of them (12 backends), b (3) does not fit. */
-	assert_int_equal(axn_testhost_start(fx->th), 0);
-	assert_int_equal(axn_testhost_inject(fx->th, AXN_EV_SYNCED, NULL), 0);
-	put(fx, lbt_service("ns", "a", "10.96.0.1", 80, "TCP", NULL));
-	put(fx, lbt_slice("ns", "a", "sa", 0, "10.200.1.", 2, 12, 8080, "TCP", "testnode"));
-	run(fx);
+	start_with_a(fx);
 	put(fx, lbt_service("ns", "b", "10.96.0.2", 80, "TCP", NULL));
 	put(fx, lbt_slice("ns", "b", "sb", 0, "10.200.2.", 2, 3, 8080, "TCP", "testnode"));
 	run(fx);
@@ -545,11 +551,7 @@ static void test_refused_records(void **state)
 	char *err = NULL;
 
 	NEED_ROOT(fx);
-	assert_int_equal(axn_testhost_start(fx->th), 0);
-	assert_int_equal(axn_testhost_inject(fx->th, AXN_EV_SYNCED, NULL), 0);
-	put(fx, lbt_service("ns", "a", "10.96.0.1", 80, "TCP", NULL));
-	put(fx, lbt_slice("ns", "a", "sa", 0, "10.200.1.", 2, 12, 8080, "TCP", "testnode"));
-	run(fx);
+	start_with_a(fx);
 	for (int i = 0; i < 4; i++) {
 		char n[16], ip[32], sl[16], base[32];
 
