@@ -770,6 +770,21 @@ static void model_check(struct fx *fx, struct lb_svc *const *cur, const char *wh
  * over: after every flush the maps hold exactly what the accepted services
  * want, and at the end everything comes back.
  */
+/* A restart: a new writer adopts the maps, claims what the store has (cur[i] as owner[i]), prunes. */
+static void restart(struct fx *fx, struct lb_svc *const *cur, char *const *owner, int n)
+{
+	lb_maps_free(fx->m);
+	assert_int_equal(lb_maps_new(fx->fd, fx->max, &fx->m), 0);
+	assert_true(lb_maps_adopt(fx->m, NULL) >= 0);
+	for (int i = 0; i < n; i++) {
+		char *err = NULL;
+
+		if (cur[i] && lb_maps_service_set(fx->m, owner[i], NULL, cur[i], &err))
+			fail_msg("restart: %s no longer fits: %s", owner[i], err ? err : "");
+	}
+	assert_int_equal(lb_maps_prune(fx->m, NULL), 0);
+}
+
 static void test_random_model(void **state)
 {
 	struct fx *fx = *state;
@@ -836,16 +851,7 @@ static void test_random_model(void **state)
 			lb_maps_grace(fx->m);
 		if (round % 17 == 16) {
 			/* A restart: adopt, claim what the store has, prune. */
-			lb_maps_free(fx->m);
-			assert_int_equal(lb_maps_new(fx->fd, fx->max, &fx->m), 0);
-			assert_true(lb_maps_adopt(fx->m, NULL) >= 0);
-			for (int i = 0; i < M_SVCS; i++) {
-				char *err = NULL;
-
-				if (cur[i] && lb_maps_service_set(fx->m, owner[i], NULL, cur[i], &err))
-					fail_msg("restart: m%d no longer fits: %s", i, err ? err : "");
-			}
-			assert_int_equal(lb_maps_prune(fx->m, NULL), 0);
+			restart(fx, cur, owner, M_SVCS);
 			model_check(fx, cur, "after a restart");
 		}
 	}
@@ -1411,16 +1417,7 @@ static void test_backend_index_stress(void **state)
 					dups++;
 				}
 			}
-			lb_maps_free(fx->m);
-			assert_int_equal(lb_maps_new(fx->fd, fx->max, &fx->m), 0);
-			assert_true(lb_maps_adopt(fx->m, NULL) >= 0);
-			for (int i = 0; i < BI_S; i++) {
-				char *err = NULL;
-
-				if (cur[i] && lb_maps_service_set(fx->m, owner[i], NULL, cur[i], &err))
-					fail_msg("restart: %s", err ? err : "");
-			}
-			assert_int_equal(lb_maps_prune(fx->m, NULL), 0);
+			restart(fx, cur, owner, BI_S);
 			bi_check(fx, cur, "after a restart", round);
 		}
 	}
