@@ -35,6 +35,7 @@
 
 #include "lb_ht.h"
 #include "lb_maps.h"
+#include "lb_reap.h"
 #include "lb_translate.h"
 
 /*
@@ -47,6 +48,7 @@
 struct lb_conf {
 	const char *cgroup;
 	int socket_lb;
+	int terminate_udp;
 	const char *algorithm;
 	int algorithm_annotation;
 	const char *service_proxy_name;
@@ -148,8 +150,9 @@ struct lb {
 
 	struct axn_handle *w_svc, *w_sl, *api_services, *api_bpf;
 	struct axn_handle *m_services, *m_frontends, *m_backends, *m_full, *m_refused, *m_writes,
-		*m_flush_ms, *m_retries;
+	    *m_flush_ms, *m_retries, *m_udp_closed;
 	struct axn_handle *hooks[8];
+	struct lb_reaper *reaper; /* closes UDP sockets to removed backends; NULL: off */
 	const char *cgroup;
 
 	/* Last flush, for status and the benchmarks; when the first store event came. */
@@ -165,6 +168,8 @@ int lb_sync_flush(struct lb *lb);
 
 /* lb_sock.c */
 int lb_sock_attach(struct lb *lb);
+/* lb->reaper, or a warning that says why not (the module runs on without it). */
+void lb_reap_open(struct lb *lb);
 
 /* lb_api.c */
 int lb_api_start(struct lb *lb);

@@ -155,6 +155,10 @@ struct lb_maps {
 	uint32_t slots_hw; /* no slot range was ever handed out at or above this */
 	uint32_t claim_stores; /* array entries claims wrote, counted in the next flush's stats */
 	bool adopted;	       /* adoption found entries the prune has not dealt with yet */
+	/* UDP backends freed by flushes, kept while reap_on (lb_maps_take_freed_udp()). */
+	bool reap_on, reap_lost;
+	struct lb_reap_key *reap;
+	size_t n_reap, cap_reap;
 
 	struct lb_ht fes;
 	/*
@@ -757,6 +761,7 @@ void lb_maps_free(struct lb_maps *m)
 	}
 	free(m->fes.b);
 	free(m->bi);
+	free(m->reap);
 	for (int f = 0; f < 2; f++) {
 		zarray_free(m->be[f], m->max[f ? LBM_BE6 : LBM_BE4], sizeof(*m->be[f]));
 		zarray_free(m->be_dnext[f], m->max[f ? LBM_BE6 : LBM_BE4], sizeof(*m->be_dnext[f]));
@@ -2064,6 +2069,56 @@ static void fe_written(struct lb_maps *m, struct fe_ent *e)
 	e->unsure = false;
 }
 
+/*
+ * A UDP backend whose entry is about to be cleared, kept for the socket
+ * reaper (lb_reap.h): sockets that socket LB connected to it can only fail
+ * now. Without memory the note is lost, and lb_maps_take_freed_udp() says so.
+ */
+static void reap_note(struct lb_maps *m, int f, uint32_t id)
+{
+	struct lb_reap_key *k;
+
+	if (!m->reap_on || (f == 0 ? m->be4[id].proto : m->be6[id].proto) != IPPROTO_UDP)
+		return;
+	if (m->n_reap == m->cap_reap) {
+		size_t cap = m->cap_reap ? 2 * m->cap_reap : 64;
+
+		if (!(k = realloc(m->reap, cap * sizeof(*k)))) {
+			m->reap_lost = true;
+			return;
+		}
+		m->reap = k;
+		m->cap_reap = cap;
+	}
+	k = &m->reap[m->n_reap++];
+	memset(k, 0, sizeof(*k));
+	if (f == 0) {
+		memcpy(k->addr, &m->be4[id].addr, 4);
+		k->port = m->be4[id].port;
+	} else {
+		memcpy(k->addr, m->be6[id].addr, 16);
+		k->port = m->be6[id].port;
+	}
+	k->family = f ? 6 : 4;
+}
+
+void lb_maps_track_freed_udp(struct lb_maps *m, bool on)
+{
+	m->reap_on = on;
+}
+
+int lb_maps_take_freed_udp(struct lb_maps *m, struct lb_reap_key **ret_keys, size_t *ret_n)
+{
+	int r = m->reap_lost ? -ENOMEM : 0;
+
+	*ret_keys = m->reap;
+	*ret_n = m->n_reap;
+	m->reap = NULL;
+	m->n_reap = m->cap_reap = 0;
+	m->reap_lost = false;
+	return r;
+}
+
 /* Stage 4 for one backend: unreferenced ones are cleared, their id quarantined. */
 static void be_written(struct lb_maps *m, int f, uint32_t id)
 {
@@ -2073,6 +2128,7 @@ static void be_written(struct lb_maps *m, int f, uint32_t id)
 	if (b->refs)
 		return;
 	bi_remove(m, f, id); /* while the entry still holds the address */
+	reap_note(m, f, id);
 	b->used = false;
 	if (f == 0)
 		memset(&m->be4[id], 0, sizeof(m->be4[id]));
@@ -2212,6 +2268,7 @@ static void prune_orphans(struct lb_maps *m)
 		for (size_t i = 0; i < m->n_orphans[f]; i++) {
 			uint32_t id = m->orphans[f][i];
 
+			reap_note(m, f, id);
 			if (f == 0)
 				memset(&m->be4[id], 0, sizeof(m->be4[id]));
 			else

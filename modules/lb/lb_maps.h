@@ -28,9 +28,11 @@
 #ifndef LB_MAPS_H
 #define LB_MAPS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lb_shared.h"
 #include "lb_translate.h"
 
 enum lb_map_id {
@@ -137,6 +139,15 @@ uint32_t lb_maps_be_id(struct lb_maps *m, const struct lb_ip *ip, uint16_t port,
 uint32_t lb_maps_used(struct lb_maps *m, enum lb_map_id id);
 /* Something was released since the last call (a refused service may fit now). */
 int lb_maps_take_released(struct lb_maps *m);
+
+/*
+ * The UDP backends flushes freed (the entry cleared: no frontend has it any
+ * more), for closing the sockets connected to them (lb_reap.h); kept only
+ * while tracking is on. take: the list so far, the caller's to free (*ret_n
+ * 0: none) -- -ENOMEM when some could not be kept (the rest is there).
+ */
+void lb_maps_track_freed_udp(struct lb_maps *m, bool on);
+int lb_maps_take_freed_udp(struct lb_maps *m, struct lb_reap_key **ret_keys, size_t *ret_n);
 
 /*
  * Quarantine: ids and slot ranges freed by a flush wait until two calls of

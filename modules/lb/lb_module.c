@@ -40,7 +40,7 @@ static void lb_release(struct lb *lb)
 	struct axn_handle **hs[] = {&lb->w_svc, &lb->w_sl, &lb->api_services, &lb->api_bpf,
 				    &lb->m_services, &lb->m_frontends, &lb->m_backends, &lb->m_full,
 				    &lb->m_refused, &lb->m_writes, &lb->m_flush_ms, &lb->m_retries,
-				    &lb->retry_t, &lb->grace_t};
+				    &lb->m_udp_closed, &lb->retry_t, &lb->grace_t};
 
 	for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++) {
 		h->handle_free(self, *hs[i]);
@@ -52,6 +52,8 @@ static void lb_release(struct lb *lb)
 		lb->hooks[i] = NULL;
 	}
 	lb_sync_free(lb);
+	lb_reaper_free(lb->reaper);
+	lb->reaper = NULL;
 	/* Map fds belong to the registry's handles, reclaimed by the core. */
 	for (int i = 0; i < LBM_N; i++)
 		lb->fd[i] = -1;
@@ -127,6 +129,8 @@ static int lb_start(struct axn_mod *self)
 		}
 		if ((r = lb_sock_attach(lb)) < 0)
 			goto fail;
+		if (c->terminate_udp)
+			lb_reap_open(lb);
 	}
 	if ((r = lb_sync_start(lb)) < 0 || (r = lb_api_start(lb)) < 0)
 		goto fail;
@@ -151,6 +155,8 @@ static const struct axn_option lb_options[] = {
 	 "cgroup v2 directory for the socket LB programs; \"\" = agent.cgroup"},
 	{"socket_lb", AXN_OPT_BOOL, 0, offsetof(struct lb_conf, socket_lb), "true", 0, 0,
 	 "attach the socket LB programs (false: only program the maps)"},
+	{"terminate_udp", AXN_OPT_BOOL, 0, offsetof(struct lb_conf, terminate_udp), "true", 0, 0,
+	 "close connected UDP sockets whose backend was removed (needs Linux 6.5)"},
 	{"algorithm", AXN_OPT_STRING, 0, offsetof(struct lb_conf, algorithm), "random", 0, 0,
 	 "default backend selection: random | maglev (maglev: per-packet LB only)"},
 	{"algorithm_annotation", AXN_OPT_BOOL, 0, offsetof(struct lb_conf, algorithm_annotation),

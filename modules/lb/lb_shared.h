@@ -162,6 +162,17 @@ struct lb_aff_val {
 	__u64 last_used_ns; /* bpf_ktime_get_ns() */
 };
 
+/*
+ * A backend whose connected UDP sockets are to be closed (lb_reap.bpf.c):
+ * the agent's own map, filled for one run of the reaper, never pinned.
+ */
+struct lb_reap_key {
+	__u8 addr[16]; /* IPv4: the first 4 bytes */
+	__be16 port;
+	__u8 family; /* 4 or 6 */
+	__u8 pad;
+};
+
 _Static_assert(sizeof(struct lb4_key) == 8, "lb4_key");
 _Static_assert(sizeof(struct lb6_key) == 20, "lb6_key");
 _Static_assert(sizeof(struct lb_svc_val) == 24, "lb_svc_val");
@@ -176,5 +187,6 @@ _Static_assert(sizeof(struct lb4_sk_val) == 12, "lb4_sk_val");
 _Static_assert(sizeof(struct lb6_sk_val) == 24, "lb6_sk_val");
 _Static_assert(sizeof(struct lb_aff_key) == 16, "lb_aff_key");
 _Static_assert(sizeof(struct lb_aff_val) == 16, "lb_aff_val");
+_Static_assert(sizeof(struct lb_reap_key) == 20, "lb_reap_key");
 
 #endif /* LB_SHARED_H */

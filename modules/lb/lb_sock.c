@@ -113,3 +113,15 @@ fail:
 	lb_sock__destroy(skel);
 	return r;
 }
+
+void lb_reap_open(struct lb *lb)
+{
+	const char *step = "";
+	int r = lb_reaper_new(lb->fd[LBM_SK4], lb->fd[LBM_SK6], &lb->reaper, &step);
+
+	if (r < 0)
+		axn_warn(lb->self,
+			 "connected UDP sockets stay connected when their backend is removed "
+			 "(terminate_udp): %s failed: %s",
+			 step, strerror(-r));
+}

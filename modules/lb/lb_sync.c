@@ -986,6 +986,42 @@ static void grace_arm(struct lb *lb)
 	}
 }
 
+/*
+ * Backends this flush freed: the connected UDP sockets that socket LB
+ * pointed at them are closed (lb_reap.h), now that the masters no longer
+ * lead there, so that their applications connect again to one that exists.
+ */
+static void reap_freed(struct lb *lb)
+{
+	struct axn_mod *self = lb->self;
+	struct lb_reap_key *keys;
+	uint64_t closed = 0;
+	uint32_t n_ns = 0;
+	size_t n;
+	int r;
+
+	if (!lb->reaper)
+		return;
+	if (lb_maps_take_freed_udp(lb->maps, &keys, &n) < 0)
+		axn_warn(self,
+			 "out of memory: some connected UDP sockets of removed backends stay open");
+	if (!n)
+		goto out;
+	if ((r = lb_reaper_run(lb->reaper, keys, n, &closed, &n_ns)) < 0) {
+		axn_warn(self,
+			 "closing the connected UDP sockets of %zu removed backend(s) failed: %s",
+			 n, strerror(-r));
+		goto out;
+	}
+	axn_log(self, closed ? AXN_LOG_INFO : AXN_LOG_DEBUG,
+		"closed %llu connected UDP socket(s) of %zu removed backend(s) in %u network "
+		"namespace(s)",
+		(unsigned long long)closed, n, n_ns);
+	self->host->metric_add(lb->m_udp_closed, (double)closed);
+out:
+	free(keys);
+}
+
 int lb_sync_flush(struct lb *lb)
 {
 	struct axn_mod *self = lb->self;
@@ -1119,6 +1155,7 @@ translated:
 		st.deletes += pst.deletes;
 		st.syscalls += pst.syscalls;
 	}
+	reap_freed(lb);
 	{
 		uint64_t t = now_us();
 		char since[64] = "";
@@ -1180,6 +1217,7 @@ int lb_sync_start(struct lb *lb)
 	lb->svcs.ksz = lb->slices.ksz = LB_HT_STR;
 	if ((r = lb_maps_new(lb->fd, lb->max, &lb->maps)) < 0)
 		return r;
+	lb_maps_track_freed_udp(lb->maps, lb->reaper != NULL);
 	r = lb_maps_adopt(lb->maps, &nbe);
 	if (r < 0) {
 		axn_err(self, "reading the pinned lb maps failed: %s", strerror(-r));
@@ -1194,7 +1232,8 @@ int lb_sync_start(struct lb *lb)
 	    (r = h->metric_new(self, "refused_total", AXN_METRIC_COUNTER, "service changes refused (full map, frontend conflict)", &lb->m_refused)) < 0 ||
 	    (r = h->metric_new(self, "map_writes_total", AXN_METRIC_COUNTER, "map entries written or deleted", &lb->m_writes)) < 0 ||
 	    (r = h->metric_new(self, "last_flush_ms", AXN_METRIC_GAUGE, "duration of the last map flush", &lb->m_flush_ms)) < 0 ||
-	    (r = h->metric_new(self, "map_write_retries_total", AXN_METRIC_COUNTER, "flushes retried after a failed map write", &lb->m_retries)) < 0)
+	    (r = h->metric_new(self, "map_write_retries_total", AXN_METRIC_COUNTER, "flushes retried after a failed map write", &lb->m_retries)) < 0 ||
+	    (r = h->metric_new(self, "udp_sockets_closed_total", AXN_METRIC_COUNTER, "connected UDP sockets closed because their backend was removed", &lb->m_udp_closed)) < 0)
 		return r;
 	h->set_state(self, AXN_STATE_UP, "waiting for store sync");
 	if ((r = h->store_watch(self, "Service", on_service, lb, &lb->w_svc)) < 0 ||

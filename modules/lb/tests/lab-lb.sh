@@ -41,7 +41,7 @@ echo "lab:   $LAB_WORK (prefix $LAB_PREFIX)"
 
 # ---------------------------------------------------------------- programs
 cat >"$LAB_WORK/srv.py" <<'EOF'
-# Backend: HTTP on 8080 answers the pod name, TCP echo on 9000, UDP on 5353 answers the pod name.
+# Backend: HTTP on 8080 answers the pod name, TCP echo on 9000, UDP on 5353 and 5354 answers the pod name.
 import socket, sys, threading
 name = sys.argv[1].encode()
 def sock(kind):
@@ -70,17 +70,17 @@ def echo():
     while True:
         c, _ = s.accept()
         threading.Thread(target=echo_conn, args=(c,), daemon=True).start()
-def udp():
-    s = sock(socket.SOCK_DGRAM); s.bind(("::", 5353))
+def udp(port=5353):
+    s = sock(socket.SOCK_DGRAM); s.bind(("::", port))
     while True:
         d, a = s.recvfrom(2048)
         s.sendto(name, a)
-for f in (http, echo):
+for f in (http, echo, lambda: udp(5354)):
     threading.Thread(target=f, daemon=True).start()
 udp()
 EOF
 cat >"$LAB_WORK/cli.py" <<'EOF'
-# Client: udp VIP PORT N | refused VIP PORT | stream VIP PORT SECONDS
+# Client: udp VIP PORT N | refused VIP PORT | stream VIP PORT SECONDS | udpconn VIP PORT SECONDS
 import errno, socket, sys, time
 mode, vip, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 fam = socket.AF_INET6 if ":" in vip else socket.AF_INET
@@ -119,6 +119,29 @@ elif mode == "stream":
     except OSError as e:
         err = str(e)
     print("sent=%d ok=%d err=%s" % (sent, ok, err or "none"))
+elif mode == "udpconn":
+    # One connected UDP socket, asking every 0.1 s. Closed under it, recv() says ECONNABORTED
+    # and send() EDESTADDRREQ (it is not connected any more): connect again.
+    def conn():
+        s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(0.5); s.connect((vip, port))
+        return s
+    end, s, first, aborted, after = time.time() + float(sys.argv[4]), conn(), None, False, None
+    while time.time() < end:
+        try:
+            s.send(b"hi"); d = s.recv(2048).decode()
+        except socket.timeout:
+            continue
+        except OSError as e:
+            if e.errno not in (errno.ECONNABORTED, errno.EDESTADDRREQ):
+                print("error", e); sys.exit(1)
+            aborted = True; s.close(); s = conn()
+            continue
+        if first is None:
+            first = d; sys.stdout.write("first=%s\n" % d); sys.stdout.flush()
+        elif aborted and after is None:
+            after = d
+        time.sleep(0.1)
+    print("first=%s aborted=%s after=%s" % (first, "yes" if aborted else "no", after))
 EOF
 
 # Run CMD inside pod POD, as a process of node NODE's cgroup (so the node's socket LB applies).
@@ -172,7 +195,7 @@ slices() { # SVC PODS... -> two slices (IPv4, IPv6) with the given pods
 		e4+="${e4:+,}$(ep "$p" "$n" true "$(lab_pod_ip4 "$p")")"
 		e6+="${e6:+,}$(ep "$p" "$n" true "$(lab_pod_ip6 "$p")")"
 	done
-	local ports='[{"name":"http","port":8080,"protocol":"TCP"},{"name":"echo","port":9000,"protocol":"TCP"},{"name":"dns","port":5353,"protocol":"UDP"}]'
+	local ports=${SLICE_PORTS:-'[{"name":"http","port":8080,"protocol":"TCP"},{"name":"echo","port":9000,"protocol":"TCP"},{"name":"dns","port":5353,"protocol":"UDP"}]'}
 	for fam in 4 6; do
 		local eps=$e4 at=IPv4
 		[ "$fam" = 6 ] && eps=$e6 && at=IPv6
@@ -278,5 +301,42 @@ esac
 t_expect "after the restart: still 24 frontends, 8 programs" "24 8" \
 	"$(lab_axoneme 1 -o json lb services | jq '.items | length') $(lab_axoneme 1 -o json hooks | jq '[.items[] | select(.module == "lb")] | length')"
 t_expect "lb health is up" "up" "$(lab_axoneme 1 -o json status | jq -r '.modules[] | select(.name == "lb") | .health')"
+
+t_step "connected UDP: a socket whose backend is removed is closed, and connects again elsewhere"
+# A service of its own on 5354, so that its backends are no other service's.
+udpc() { # PODS...
+	printf '{"apiVersion":"v1","kind":"Service","metadata":{"name":"udpc","namespace":"lab"},"spec":{"type":"ClusterIP","clusterIP":"10.96.0.14","clusterIPs":["10.96.0.14"],"ports":[{"name":"dns2","port":53,"protocol":"UDP","targetPort":5354}]}}\n'
+	SLICE_PORTS='[{"name":"dns2","port":5354,"protocol":"UDP"}]' slices udpc "$@"
+}
+write_state udpc "$(udpc be1 be2 be3)"
+for _ in $(seq 50); do
+	[ "$(in_pod 1 cli "$PY" "$LAB_WORK/cli.py" udp 10.96.0.14 53 1 2>/dev/null)" ] && break
+	sleep 0.1
+done
+sh -c 'echo $$ > "$0/cgroup.procs" && exec ip netns exec "$1" "$2" "$3" udpconn 10.96.0.14 53 5' \
+	"$(lab_cgroup 1)" "$(lab_ns cli)" "$PY" "$LAB_WORK/cli.py" >"$LAB_WORK/udpconn.out" 2>&1 &
+UDPC=$!
+first=""
+for _ in $(seq 30); do
+	first=$(sed -n 's/^first=\(be[0-9]\)$/\1/p' "$LAB_WORK/udpconn.out")
+	[ -n "$first" ] && break
+	sleep 0.1
+done
+rest=$(for p in be1 be2 be3; do [ "$p" = "$first" ] || printf '%s ' "$p"; done)
+# shellcheck disable=SC2086 # the pods, one word each
+write_state udpc "$(udpc $rest)"
+wait "$UDPC" || true
+udpconn=$(tail -n 1 "$LAB_WORK/udpconn.out")
+case "$udpconn" in
+"first=$first aborted=yes after="be[0-9])
+	if [ -n "$first" ] && [ "${udpconn##*after=}" != "$first" ]; then
+		t_ok "closed when $first left the service, then answered by another pod ($udpconn)"
+	else
+		t_fail "connected UDP moves to another backend" "$udpconn"
+	fi
+	;;
+*) t_fail "connected UDP moves to another backend" "$(cat "$LAB_WORK/udpconn.out")" ;;
+esac
+t_check "node 1 says it closed the socket" lab_wait_log 1 'closed 1 connected UDP socket' 5
 
 t_summary

@@ -83,20 +83,30 @@ static int teardown(void **state)
 			skip();                                                                    \
 	} while (0)
 
+static struct lb_svc *svc_proto(const char *name, const char *ip, int b, int n, const char *extra,
+				const char *proto);
+
 /* Translate a service on ip:80/TCP with n backends 10.1.<b>.<1..n>:8080. */
 static struct lb_svc *svc(const char *name, const char *ip, int b, int n, const char *extra)
+{
+	return svc_proto(name, ip, b, n, extra, "TCP");
+}
+
+/* The same on ip:80/proto. */
+static struct lb_svc *svc_proto(const char *name, const char *ip, int b, int n, const char *extra,
+				const char *proto)
 {
 	struct lb_translate_conf conf = {.node_name = "node1", .default_algorithm = LB_ALG_RANDOM,
 					 .algorithm_annotation = 1};
 	char base[32];
-	json_t *s = lbt_service("ns", name, ip, 80, "TCP", extra), *sl;
+	json_t *s = lbt_service("ns", name, ip, 80, proto, extra), *sl;
 	const json_t *sls[1];
 	struct lb_svc *out;
 
 	snprintf(base, sizeof(base), "10.1.%d.", b);
 	if (strchr(ip, ':'))
 		snprintf(base, sizeof(base), "fd00:1:%d::", b);
-	sl = lbt_slice("ns", name, "sl", strchr(ip, ':') != NULL, base, 1, n, 8080, "TCP", "node1");
+	sl = lbt_slice("ns", name, "sl", strchr(ip, ':') != NULL, base, 1, n, 8080, proto, "node1");
 	sls[0] = sl;
 	assert_int_equal(lb_translate(&conf, s, sls, 1, &out), 0);
 	json_decref(s);
@@ -312,6 +322,67 @@ static void test_shared_backend(void **state)
 	assert_int_equal(lbt_count(fx->fd[LBM_RN4]), 0);
 	lb_svc_free(a);
 	lb_svc_free(b);
+}
+
+/* The freed UDP backends since the last call: exactly `want` (n of them, "a.b.c.d"). */
+static void expect_freed(struct fx *fx, const char *const *want, size_t n)
+{
+	struct lb_reap_key *keys;
+	size_t got;
+
+	assert_int_equal(lb_maps_take_freed_udp(fx->m, &keys, &got), 0);
+	assert_int_equal(got, n);
+	for (size_t i = 0; i < n; i++) {
+		uint8_t a[4];
+
+		inet_pton(AF_INET, want[i], a);
+		assert_int_equal(keys[i].family, 4);
+		assert_memory_equal(keys[i].addr, a, 4);
+		assert_int_equal(ntohs(keys[i].port), 8080);
+	}
+	free(keys);
+}
+
+static void test_freed_udp(void **state)
+{
+	struct fx *fx = *state;
+	struct lb_svc *a, *a1, *b, *c;
+	const char *freed3[] = {"10.1.1.3"}, *freed2[] = {"10.1.1.2"};
+
+	NEED_ROOT(fx);
+	/*
+	 * What the socket reaper gets: UDP backends no frontend has any more --
+	 * not one that another service still uses, not TCP ones, and nothing
+	 * while tracking is off.
+	 */
+	lb_maps_track_freed_udp(fx->m, true);
+	a = svc_proto("a", "10.96.0.1", 1, 3, NULL, "UDP");
+	b = svc_proto("b", "10.96.0.2", 1, 2, NULL, "UDP");
+	c = svc("c", "10.96.0.3", 3, 2, NULL);
+	set_ok(fx, "ns/a", NULL, a);
+	set_ok(fx, "ns/b", NULL, b);
+	set_ok(fx, "ns/c", NULL, c);
+	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
+	expect_freed(fx, NULL, 0);
+	a1 = svc_proto("a", "10.96.0.1", 1, 1, NULL, "UDP");
+	set_ok(fx, "ns/a", a, a1);
+	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
+	expect_freed(fx, freed3, 1); /* 10.1.1.2 is b's too */
+	set_ok(fx, "ns/c", c, NULL);
+	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
+	expect_freed(fx, NULL, 0);
+	set_ok(fx, "ns/b", b, NULL);
+	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
+	expect_freed(fx, freed2, 1);
+	lb_maps_track_freed_udp(fx->m, false);
+	set_ok(fx, "ns/a", a1, NULL);
+	assert_int_equal(lb_maps_flush(fx->m, NULL), 0);
+	expect_freed(fx, NULL, 0);
+	assert_int_equal(lbt_count(fx->fd[LBM_BE4]), 0);
+	lb_svc_free(a);
+	lb_svc_free(a1);
+	lb_svc_free(b);
+	lb_svc_free(c);
 }
 
 /* b is refused naming `map`; nothing of it gets in; a keeps working. */
@@ -1511,6 +1582,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_write_layout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_incremental, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shared_backend, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_freed_udp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_services, setup_one_frontend, teardown),
 		cmocka_unit_test_setup_teardown(test_full_slots, setup_few_slots, teardown),
 		cmocka_unit_test_setup_teardown(test_full_backends, setup_few_backends, teardown),

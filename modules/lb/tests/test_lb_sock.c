@@ -21,6 +21,7 @@
 
 #include <bpf/libbpf.h>
 
+#include "lb_reap.h"
 #include "lb_shared.h"
 #include "lb_sock.skel.h"
 #include "lb_test.h"
@@ -373,6 +374,77 @@ static void test_udp4(void **state)
 	close(u);
 }
 
+/* A UDP socket connected to ip:port (through socket LB when ip is a VIP). */
+static int udp_connected(const char *ip, uint16_t port)
+{
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port)};
+	int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	assert_true(u >= 0);
+	inet_pton(AF_INET, ip, &to.sin_addr);
+	assert_int_equal(connect(u, (struct sockaddr *)&to, sizeof(to)), 0);
+	return u;
+}
+
+/* What recv() on a connected UDP socket says now: 0, or the errno. */
+static int recv_errno(int u)
+{
+	char buf[8];
+
+	return recv(u, buf, sizeof(buf), MSG_DONTWAIT) < 0 ? errno : 0;
+}
+
+static void test_udp_reap(void **state)
+{
+	struct fx *fx = *state;
+	struct lb_reaper *rp = NULL;
+	const char *step = NULL;
+	struct lb_reap_key gone = {.port = 0, .family = 4};
+	uint64_t closed = 0;
+	uint32_t n_ns = 0;
+	char buf[8];
+	int via_a, direct, via_b, r;
+
+	NEED_ROOT(fx);
+	/* Two UDP services, one backend each: 127.0.0.2 (a) and 127.0.0.3 (b). */
+	program(fx, "a", "127.77.0.5", 53, "UDP", "127.0.0.", 2, 1, fx->port, NULL);
+	program(fx, "b", "127.77.0.6", 53, "UDP", "127.0.0.", 3, 1, fx->port, NULL);
+	via_a = udp_connected("127.77.0.5", 53);
+	direct = udp_connected("127.0.0.2", fx->port); /* to the pod itself: not ours */
+	via_b = udp_connected("127.77.0.6", 53);
+	assert_int_equal(send(via_a, "x", 1, 0), 1);
+	assert_int_equal(recv(fx->udp[0], buf, sizeof(buf), 0), 1);
+
+	r = lb_reaper_new(fx->fd[LBM_SK4], fx->fd[LBM_SK6], &rp, &step);
+	if (r < 0)
+		fail_msg("reaper: %s: %s (Linux %s)", step, strerror(-r), "6.5+ needed");
+	/* Backend 127.0.0.2 is gone: only the socket LB connected to it is closed. */
+	inet_pton(AF_INET, "127.0.0.2", gone.addr);
+	gone.port = htons(fx->port);
+	assert_int_equal(lb_reaper_run(rp, &gone, 1, &closed, &n_ns), 0);
+	assert_int_equal(closed, 1);
+	assert_true(n_ns >= 1);
+	assert_int_equal(recv_errno(via_a), ECONNABORTED);
+	assert_int_equal(recv_errno(direct), EAGAIN);
+	assert_int_equal(recv_errno(via_b), EAGAIN);
+	assert_int_equal(send(via_b, "y", 1, 0), 1);
+	assert_int_equal(recv(fx->udp[1], buf, sizeof(buf), 0), 1);
+	/* The application connects again: through the service, as before. */
+	close(via_a);
+	via_a = udp_connected("127.77.0.5", 53);
+	assert_int_equal(send(via_a, "z", 1, 0), 1);
+	assert_int_equal(recv(fx->udp[0], buf, sizeof(buf), 0), 1);
+	/* Run again: nothing left to close. */
+	assert_int_equal(lb_reaper_run(rp, &gone, 1, &closed, &n_ns), 0);
+	assert_int_equal(closed, 1); /* the new socket, connected to the same backend */
+	assert_int_equal(lb_reaper_run(rp, &gone, 1, &closed, &n_ns), 0);
+	assert_int_equal(closed, 0);
+	lb_reaper_free(rp);
+	close(via_a);
+	close(direct);
+	close(via_b);
+}
+
 static void test_ipv6(void **state)
 {
 	struct fx *fx = *state;
@@ -587,6 +659,45 @@ static void test_v4mapped(void **state)
 	close(u);
 }
 
+/* IPv6, and an IPv4 service reached from a dual-stack socket (::ffff:a.b.c.d). */
+static void test_udp_reap6(void **state)
+{
+	struct fx *fx = *state;
+	struct sockaddr_in6 to6 = {.sin6_family = AF_INET6, .sin6_port = htons(53)};
+	struct sockaddr_in6 to4m;
+	struct lb_reap_key gone[2] = {{.family = 6}, {.family = 4}};
+	struct lb_reaper *rp = NULL;
+	const char *step = NULL;
+	uint64_t closed = 0;
+	uint32_t n_ns = 0;
+	int v6, v4m, r;
+
+	NEED_ROOT(fx);
+	program(fx, "c6", "fd00:77::5", 53, "UDP", "::", 1, 1, fx->port6, NULL);
+	program(fx, "c4", "127.77.0.8", 53, "UDP", "127.0.0.", 3, 1, fx->port, NULL);
+	v6 = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	inet_pton(AF_INET6, "fd00:77::5", &to6.sin6_addr);
+	assert_int_equal(connect(v6, (struct sockaddr *)&to6, sizeof(to6)), 0);
+	v4m = sock6_dual(SOCK_DGRAM);
+	to4m = mapped("127.77.0.8", 53);
+	assert_int_equal(connect(v4m, (struct sockaddr *)&to4m, sizeof(to4m)), 0);
+
+	r = lb_reaper_new(fx->fd[LBM_SK4], fx->fd[LBM_SK6], &rp, &step);
+	if (r < 0)
+		fail_msg("reaper: %s: %s (Linux %s)", step, strerror(-r), "6.5+ needed");
+	inet_pton(AF_INET6, "::1", gone[0].addr);
+	gone[0].port = htons(fx->port6);
+	inet_pton(AF_INET, "127.0.0.3", gone[1].addr);
+	gone[1].port = htons(fx->port);
+	assert_int_equal(lb_reaper_run(rp, gone, 2, &closed, &n_ns), 0);
+	assert_int_equal(closed, 2);
+	assert_int_equal(recv_errno(v6), ECONNABORTED);
+	assert_int_equal(recv_errno(v4m), ECONNABORTED);
+	lb_reaper_free(rp);
+	close(v6);
+	close(v4m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -594,6 +705,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_no_backends_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_udp4, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ipv6, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_udp_reap, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_udp_reap6, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_affinity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_v4mapped, setup, teardown),
 	};
